@@ -1,0 +1,1 @@
+"""Benchmarks: the engine's targets (``engine``) and the literature's tasks."""

@@ -1,0 +1,163 @@
+"""Command line: ``lmtwin demo``, ``lmtwin bench``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from lmtwin.errors import LmtwinError
+
+app = typer.Typer(help="lmtwin: digital twins that learn in context.", no_args_is_help=True,
+                  add_completion=False)
+console = Console()
+bench_app = typer.Typer(help="Benchmarks: the engine's targets and the literature's tasks.",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def _backend(model: str, url: str | None) -> object | None:
+    if model == "none":
+        return None
+    if url:
+        from lmtwin.llm import OpenAICompatBackend
+
+        return OpenAICompatBackend(url, model=model)
+    from lmtwin.llm import LlamaCppBackend
+
+    return LlamaCppBackend(model)
+
+
+def _table(twin: object, patient: int, t: int, started: float) -> Table:
+    from lmtwin.twin import Twin
+
+    assert isinstance(twin, Twin)
+    recent = twin.scores_[-240:]
+    names = sorted({n for s in recent for n in s.by_predictor})
+    table = Table(title=f"patient {patient + 1}, day {t}  ({time.perf_counter() - started:.0f} s)")
+    table.add_column("predictor")
+    targets = sorted({s.target for s in recent})
+    for target in targets:
+        table.add_column(f"MSE {target} (last {len(recent) // max(len(targets), 1)})",
+                         justify="right")
+    table.add_column("weight", justify="right")
+    weights = recent[-1].weights if recent else {}
+    for name in [*names, "combined"]:
+        cells = []
+        for target in targets:
+            rows = [s for s in recent if s.target == target
+                    and (name == "combined" or name in s.by_predictor)]
+            errs = [((s.combined if name == "combined" else s.by_predictor[name]) - s.actual) ** 2
+                    for s in rows]
+            cells.append(f"{sum(errs) / len(errs):.4g}" if errs else "-")
+        w = weights.get(name)
+        table.add_row(name, *cells, "" if w is None else f"{w:.2f}")
+    return table
+
+
+@app.command()
+def demo(
+    patients: Annotated[int, typer.Option(help="patients streamed, one after another")] = 6,
+    steps: Annotated[int, typer.Option(help="days per patient")] = 60,
+    model: Annotated[str, typer.Option(
+        help="embedded model (gemma3-270m, smollm2-135m), a GGUF path, a server's model "
+             "name with --url, or 'none' for no language model")] = "gemma3-270m",
+    url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL")] = None,
+    out: Annotated[Path, typer.Option(help="folder for the plot and summary")] = Path("out/demo"),
+    tune: Annotated[bool, typer.Option(help="fine-tune the retrieval encoder after patient 1")] = True,
+    seed: int = 0,
+) -> None:
+    """A twin follows lung-cancer patients live; half-way radiotherapy starts."""
+    from lmtwin import plots
+    from lmtwin.demo import demo_twin, run_demo, summarise
+
+    if patients < 2 or steps < 2:
+        raise typer.BadParameter("need at least 2 patients and 2 steps")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        backend = _backend(model, url)
+        twin = demo_twin(backend, store=out / "demo.db")
+        if twin.scores_ or twin.history():
+            twin.close()
+            (out / "demo.db").unlink()
+            twin = demo_twin(backend, store=out / "demo.db")
+        started = time.perf_counter()
+        with Live(console=console, refresh_per_second=2) as live:
+            def show(tw: object, i: int, t: int) -> None:
+                if t % 5 == 0:
+                    live.update(_table(tw, i, t, started))
+            result = run_demo(twin, patients=patients, steps=steps, seed=seed,
+                              tune_after=1 if tune else None, on_step=show)
+    except LmtwinError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    names = [p.name for p in twin.predictors]
+    summary = summarise(result, names)
+    change_ep = f"patient-{patients // 2 + 1}"
+    episodes = [f"patient-{patients // 2}", change_ep, f"patient-{patients}"]
+    png = plots.trajectories(result.scores, list(dict.fromkeys(episodes)), out / "trajectories.png",
+                             change_episode=change_ep)
+    curves = plots.error_curves(result.scores, out / "errors.png", change_at=result.change_at)
+    md = out / "summary.md"
+    md.write_text(_markdown(summary, patients, steps, model))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    twin.close()
+    console.print(_table(twin, patients - 1, steps, started))
+    console.print(f"combined / best single predictor (relative MSE): "
+                  f"{summary['combined_over_best']:.3f}; interval coverage "
+                  f"{summary['coverage']:.1%} (nominal 90%)")
+    console.print(f"plots: {png}, {curves}\nsummary: {md}")
+
+
+def _markdown(summary: dict, patients: int, steps: int, model: str) -> str:
+    lines = [
+        "# lmtwin demo summary", "",
+        f"{patients} lung-cancer patients x {steps} days, model `{model}`; radiotherapy "
+        f"starts with patient {patients // 2 + 1} (new action variable and a knowledge note).",
+        "",
+        f"- predictions: {summary['predictions']}, "
+        f"{summary['seconds_per_prediction']:.2f} s each (all predictors)",
+        f"- combined vs best single predictor ({summary['best_single']}), relative MSE ratio: "
+        f"{summary['combined_over_best']:.3f}",
+        f"- 90% intervals: measured coverage {summary['coverage']:.1%} over "
+        f"{summary['n_intervals']} intervals",
+    ]
+    if "llm_prompt_tokens_median" in summary:
+        lines.append(f"- language-model prompt tokens per prediction (median): "
+                     f"{summary['llm_prompt_tokens_median']:.0f}")
+    lines += ["", "| predictor | " + " | ".join(f"MSE {t}" for t in
+              next(iter(summary["mse"].values()))) + " | MSE / persistence |",
+              "|---|" + "---|" * (len(next(iter(summary["mse"].values()))) + 1)]
+    for name, m in summary["mse"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:.4g}" for v in m.values())
+                     + f" | {summary['relative_to_persistence'][name]:.3f} |")
+    lines += ["", "![trajectories](trajectories.png)", "", "![errors](errors.png)", ""]
+    return "\n".join(lines)
+
+
+@bench_app.command("engine")
+def bench_engine(
+    quick: Annotated[bool, typer.Option(help="shorter run (about 5 minutes)")] = False,
+    model: Annotated[str, typer.Option(help="embedded model or GGUF path")] = "gemma3-270m",
+    out: Annotated[Path, typer.Option(help="folder for engine.json and engine.md")] = Path(
+        "results"),
+) -> None:
+    """The engine's targets: observe rate, prompt tokens, LM speed, combination, coverage,
+    fine-tuned against raw retrieval."""
+    from lmtwin.bench import engine
+    from lmtwin.llm import LlamaCppBackend
+
+    backend = LlamaCppBackend(model, n_threads=2)
+    results = engine.run(backend, quick=quick, out=out)
+    console.print(engine.report(results))
+    console.print(f"written: {out / 'engine.md'}, {out / 'engine.json'}")
+
+
+def main() -> None:  # pragma: no cover
+    app()

@@ -1,0 +1,60 @@
+"""The predictor contract: every in-context learner and every baseline answers it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from lmtwin.schema import Schema
+from lmtwin.store.base import Note
+from lmtwin.types import Transition
+
+
+@dataclass
+class Query:
+    """What to predict: the next value of ``targets`` from ``state`` (state and context
+    variables at t) under ``action``. ``schema`` and ``notes`` describe the system."""
+
+    state: dict[str, float]
+    action: dict[str, float]
+    targets: list[str]
+    schema: Schema = field(default_factory=Schema)
+    notes: list[Note] = field(default_factory=list)
+
+
+@dataclass
+class Forecast:
+    """Samples of the next value of each target: shape (n_samples, n_targets)."""
+
+    samples: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return np.asarray(self.samples.mean(axis=0))
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Predicts from the retrieved ``examples`` only; never trained on the stream.
+
+    Raise ``NotReady`` when it cannot answer (too few examples); ``ParseError`` or
+    ``BackendError`` when its model fails. Subclasses set ``name``.
+    """
+
+    name: str
+
+    def predict(self, query: Query, examples: Sequence[Transition]) -> Forecast: ...
+
+
+def check_predictor(predictor: Predictor, examples: Sequence[Transition], query: Query) -> None:
+    """Raise AssertionError unless ``predictor`` answers the contract on this data."""
+    assert isinstance(predictor, Predictor)
+    out = predictor.predict(query, examples)
+    assert isinstance(out, Forecast)
+    assert out.samples.ndim == 2 and out.samples.shape[1] == len(query.targets), out.samples.shape
+    assert out.samples.shape[0] >= 1
+    assert np.all(np.isfinite(out.samples)), out.samples

@@ -1,0 +1,68 @@
+"""Combination weights learnt online from each predictor's errors on the live stream.
+
+Exponentially weighted averaging (Hedge) with discounted losses, so the weights follow
+the stream when the system changes. Losses are squared errors of each target scaled by
+that target's running variance of change, so variables of any unit count equally.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+
+class Hedge:
+    """Hedge with discounting.
+
+    Args:
+        eta: learning rate on the scaled loss.
+        discount: factor applied to past cumulative losses at each update (1 = none).
+    """
+
+    def __init__(self, eta: float = 1.0, discount: float = 0.98) -> None:
+        self.eta = eta
+        self.discount = discount
+        self.loss_: dict[str, float] = {}
+        self.n_updates_: dict[str, int] = {}
+        self._scale: dict[str, float] = {}
+
+    def weights(self, names: list[str]) -> dict[str, float]:
+        """Weights of ``names`` (the predictors that answered), summing to one."""
+        if not names:
+            return {}
+        known = [self.loss_[n] for n in names if n in self.loss_]
+        floor = min(known) if known else 0.0
+        # a predictor with no record yet starts level with the best one
+        losses = {n: self.loss_.get(n, floor) for n in names}
+        best = min(losses.values())
+        raw = {n: math.exp(-self.eta * (loss - best)) for n, loss in losses.items()}
+        total = sum(raw.values())
+        return {n: w / total for n, w in raw.items()}
+
+    def scale(self, target: str) -> float:
+        return self._scale.get(target, 0.0)
+
+    def update(self, actual: Mapping[str, float], current: Mapping[str, float],
+               forecasts: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+        """Score each predictor's point forecast against ``actual``; return the losses."""
+        targets = [t for t in actual if t in current]
+        for t in targets:
+            change = (actual[t] - current[t]) ** 2
+            old = self._scale.get(t)
+            self._scale[t] = change if old is None else 0.95 * old + 0.05 * change
+        losses: dict[str, float] = {}
+        for name, forecast in forecasts.items():
+            terms = [
+                (forecast[t] - actual[t]) ** 2 / (self._scale[t] + 1e-12)
+                for t in targets if t in forecast
+            ]
+            if not terms:
+                continue
+            loss = min(sum(terms) / len(terms), 50.0)  # one wild miss must not end a predictor
+            losses[name] = loss
+        for name in self.loss_:
+            self.loss_[name] *= self.discount
+        for name, loss in losses.items():
+            self.loss_[name] = self.loss_.get(name, min(self.loss_.values(), default=0.0)) + loss
+            self.n_updates_[name] = self.n_updates_.get(name, 0) + 1
+        return losses

@@ -1,0 +1,76 @@
+"""The language-model predictor: in-context learning from rows of state changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lmtwin.errors import NotReady, ParseError
+from lmtwin.llm.base import LLMBackend
+from lmtwin.predictors.base import Forecast, Query
+from lmtwin.prompt import parse_numbers, render, reply_grammar
+from lmtwin.types import Transition
+
+
+class LLMPredictor:
+    """Predicts each target's change with a completion-style prompt.
+
+    Args:
+        backend: any ``LLMBackend``.
+        n_samples: replies per prediction; the first is greedy, the others sampled at
+            ``temperature``.
+        retries: extra attempts (sampled) when a reply cannot be parsed; after them a
+            ``ParseError`` carrying the raw reply is raised, never a guess.
+        grammar: constrain replies with a grammar when the backend supports it.
+        describe: write the variables' descriptions and knowledge notes in the prompt.
+        min_examples: below this many complete examples, raise NotReady.
+    """
+
+    name = "llm"
+
+    def __init__(self, backend: LLMBackend, n_samples: int = 1, temperature: float = 0.7,
+                 retries: int = 2, grammar: bool = False, describe: bool = True,
+                 min_examples: int = 2) -> None:
+        self.backend = backend
+        self.n_samples = n_samples
+        self.temperature = temperature
+        self.retries = retries
+        self.grammar = grammar
+        self.describe = describe
+        self.min_examples = min_examples
+        self.prompt_tokens_: list[int] = []
+
+    def predict(self, query: Query, examples: Sequence[Transition]) -> Forecast:
+        missing = [t for t in query.targets if t not in query.state]
+        if missing:
+            raise NotReady(f"llm predictor needs the current value of {missing}")
+        complete = [e for e in examples if all(e.delta(t) is not None for t in query.targets)]
+        if len(complete) < self.min_examples:
+            raise NotReady(f"llm predictor has {len(complete)} complete examples")
+        prompt, layout = render(query, complete, describe=self.describe)
+        grammar = (reply_grammar(len(query.targets))
+                   if self.grammar and self.backend.supports_grammar else None)
+        max_tokens = 8 * len(query.targets) + 4
+        base = np.array([query.state[t] for t in query.targets])
+        samples, raw, tokens, failures = [], [], 0, 0
+        attempt = 0
+        while len(samples) < self.n_samples:
+            temperature = 0.0 if attempt == 0 else self.temperature
+            out = self.backend.complete(prompt, max_tokens=max_tokens, temperature=temperature,
+                                        stop=["\n"], grammar=grammar, seed=attempt)
+            tokens += out.prompt_tokens
+            attempt += 1
+            try:
+                samples.append(base + np.array(parse_numbers(out.text, len(query.targets))))
+            except ParseError:
+                failures += 1
+                raw.append(out.text)
+                if failures > self.retries:
+                    raise ParseError(f"{self.backend.name} gave {failures} unparseable replies",
+                                     out.text) from None
+        self.prompt_tokens_.append(out.prompt_tokens)
+        return Forecast(np.asarray(samples), {
+            "prompt_tokens": out.prompt_tokens, "tokens": tokens, "parse_failures": failures,
+            "n_examples": len(complete), "columns": layout.inputs,
+        })

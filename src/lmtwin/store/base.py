@@ -1,0 +1,80 @@
+"""The Store protocol, and a conformance check every implementation must pass.
+
+Rows are long-format (twin, episode, t, variable, value, schema version, recorded at), so
+a schema change needs no migration and history is readable as of any past time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from lmtwin.schema import SchemaChange, Variable
+from lmtwin.types import Observation
+
+
+@dataclass(frozen=True)
+class Note:
+    """A free-text fact with the time it became known."""
+
+    at: float
+    text: str
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Append-only storage. A call that returns has committed its rows durably."""
+
+    def append(self, twin: str, observations: Sequence[Observation], schema_version: int) -> None:
+        """Store observations atomically: all of them or none."""
+        ...
+
+    def observations(
+        self,
+        twin: str,
+        episode: str | None = None,
+        variable: str | None = None,
+        t_from: float | None = None,
+        t_to: float | None = None,
+        as_of: float | None = None,
+    ) -> list[Observation]:
+        """Observations in (episode, t) order, each with the values recorded by ``as_of``."""
+        ...
+
+    def append_schema_change(self, twin: str, change: SchemaChange) -> None: ...
+
+    def schema_changes(self, twin: str) -> list[SchemaChange]: ...
+
+    def append_note(self, twin: str, note: Note) -> None: ...
+
+    def notes(self, twin: str, as_of: float | None = None) -> list[Note]: ...
+
+    def twins(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+def check_store(store: Store) -> None:
+    """Raise AssertionError unless ``store`` behaves as the protocol says."""
+    twin = f"check-{time.time_ns()}"
+    assert isinstance(store, Store)
+    store.append_schema_change(twin, SchemaChange(1, 1.0, "add", Variable("x")))
+    store.append(twin, [Observation("e1", 0.0, {"x": 1.0}), Observation("e1", 1.0, {"x": 2.0})], 1)
+    before = time.time()
+    time.sleep(0.01)
+    store.append(twin, [Observation("e1", 2.0, {"x": 3.5, "y": -1.0})], 2)
+    got = store.observations(twin)
+    assert [o.t for o in got] == [0.0, 1.0, 2.0], got
+    assert got[2].values == {"x": 3.5, "y": -1.0}
+    assert store.observations(twin, variable="y")[0].values == {"y": -1.0}
+    assert [o.t for o in store.observations(twin, t_from=1.0, t_to=1.5)] == [1.0]
+    past = store.observations(twin, as_of=before)
+    assert [o.t for o in past] == [0.0, 1.0], past
+    assert store.observations(twin, episode="nope") == []
+    assert [c.variable.name for c in store.schema_changes(twin)] == ["x"]
+    store.append_note(twin, Note(5.0, "a fact"))
+    assert [n.text for n in store.notes(twin)] == ["a fact"]
+    assert store.notes(twin, as_of=4.0) == []
+    assert twin in store.twins()

@@ -1,0 +1,61 @@
+"""An in-memory store: for tests and benchmarks where durability does not matter."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from lmtwin.schema import SchemaChange
+from lmtwin.store.base import Note
+from lmtwin.types import Observation
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        # rows: (twin, episode, t, variable, value, schema_version, recorded_at)
+        self._rows: list[tuple[str, str, float, str, float, int, float]] = []
+        self._changes: dict[str, list[SchemaChange]] = {}
+        self._notes: dict[str, list[Note]] = {}
+
+    def append(self, twin: str, observations: Sequence[Observation], schema_version: int) -> None:
+        now = time.time()
+        self._rows.extend(
+            (twin, o.episode, float(o.t), k, float(v), schema_version, now)
+            for o in observations
+            for k, v in o.values.items()
+        )
+
+    def observations(self, twin: str, episode: str | None = None, variable: str | None = None,
+                     t_from: float | None = None, t_to: float | None = None,
+                     as_of: float | None = None) -> list[Observation]:
+        grouped: dict[tuple[str, float], dict[str, float]] = {}
+        for tw, ep, t, var, value, _, rec in self._rows:
+            if tw != twin or (episode is not None and ep != episode):
+                continue
+            if variable is not None and var != variable:
+                continue
+            if (t_from is not None and t < t_from) or (t_to is not None and t > t_to):
+                continue
+            if as_of is not None and rec > as_of:
+                continue
+            grouped.setdefault((ep, t), {})[var] = value
+        return [Observation(ep, t, vals) for (ep, t), vals in sorted(grouped.items())]
+
+    def append_schema_change(self, twin: str, change: SchemaChange) -> None:
+        self._changes.setdefault(twin, []).append(change)
+
+    def schema_changes(self, twin: str) -> list[SchemaChange]:
+        return list(self._changes.get(twin, []))
+
+    def append_note(self, twin: str, note: Note) -> None:
+        self._notes.setdefault(twin, []).append(note)
+
+    def notes(self, twin: str, as_of: float | None = None) -> list[Note]:
+        return [n for n in self._notes.get(twin, []) if as_of is None or n.at <= as_of]
+
+    def twins(self) -> list[str]:
+        names = {r[0] for r in self._rows} | set(self._changes) | set(self._notes)
+        return sorted(names)
+
+    def close(self) -> None:
+        pass
