@@ -2,7 +2,7 @@
 # Debian packages the test suite needs (servers and a browser that tests start).
 # Called by .ci/run; safe to run again. Add packages here, never in tests.
 set -euo pipefail
-PACKAGES=()
+PACKAGES=(mosquitto chromium postgresql)
 if [ ${#PACKAGES[@]} -gt 0 ]; then
   missing=()
   for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -70,7 +70,9 @@ def demo(
              "name with --url, or 'none' for no language model")] = "gemma3-270m",
     url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL")] = None,
     out: Annotated[Path, typer.Option(help="folder for the plot and summary")] = Path("out/demo"),
-    tune: Annotated[bool, typer.Option(help="fine-tune the retrieval encoder after patient 1")] = True,
+    tune: Annotated[
+        bool, typer.Option(help="fine-tune the retrieval encoder after patient 1")
+    ] = True,
     seed: int = 0,
 ) -> None:
     """A twin follows lung-cancer patients live; half-way radiotherapy starts."""
@@ -113,6 +115,47 @@ def demo(
                   f"{summary['combined_over_best']:.3f}; interval coverage "
                   f"{summary['coverage']:.1%} (nominal 90%)")
     console.print(f"plots: {png}, {curves}\nsummary: {md}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    store: Annotated[str | None, typer.Option(
+        help="SQLite path, 'memory' or postgresql:// URL [env LMTWIN_STORE; lmtwin.db]")] = None,
+    llm: Annotated[str | None, typer.Option(
+        help="language model beside the numeric predictors: none, gemma3-270m, "
+             "smollm2-135m, a GGUF path [env LMTWIN_LLM; none]")] = None,
+    llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL")] = None,
+    mqtt_host: Annotated[str | None, typer.Option(help="MQTT broker to ingest from")] = None,
+    mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port [1883]")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+) -> None:
+    """Serve twins over HTTP (and MQTT): ingest, state, predictions, live updates.
+
+    Authentication is on when LMTWIN_ADMIN_KEY is set (never pass keys as arguments).
+    Every setting can also come from LMTWIN_<NAME> variables; see /docs once running.
+    """
+    try:
+        import uvicorn
+
+        from lmtwin.service import Settings, create_app
+    except ImportError as exc:
+        console.print("[red]error:[/red] the service needs: pip install 'lmtwin[service]'")
+        raise typer.Exit(1) from exc
+    try:
+        settings = Settings.from_env(store=store, llm=llm, llm_url=llm_url,
+                                     mqtt_host=mqtt_host, mqtt_port=mqtt_port,
+                                     log_level=log_level)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    import logging
+
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False,
+                log_level=settings.log_level)
 
 
 def _markdown(summary: dict, patients: int, steps: int, model: str) -> str:

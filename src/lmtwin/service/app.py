@@ -1,0 +1,394 @@
+"""The web app, built by a factory from typed settings; routes are thin over TwinService.
+
+    create_app(Settings(store="twins.db"))       # then: uvicorn, or `lmtwin serve`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lmtwin.errors import (
+    BackendError,
+    BackendUnavailable,
+    DependencyNotInstalled,
+    InvalidValue,
+    LmtwinError,
+    NotReady,
+    SchemaError,
+    StoreError,
+    UnknownVariable,
+)
+from lmtwin.llm.base import LLMBackend
+from lmtwin.schema import Variable
+from lmtwin.service import models as m
+from lmtwin.service.assimilation import Noise
+from lmtwin.service.auth import Principal, authenticate, new_key, require
+from lmtwin.service.core import TwinService
+from lmtwin.service.dashboard import dashboard_page
+from lmtwin.service.errors import (
+    Conflict,
+    Forbidden,
+    KeyNotFound,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from lmtwin.service.settings import Settings
+
+log = logging.getLogger("lmtwin.service")
+
+# error type -> HTTP status; the most specific class in an exception's MRO wins
+STATUS: dict[type, int] = {
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    Unauthorized: 401,
+    Forbidden: 403,
+    UnknownVariable: 422,
+    InvalidValue: 422,
+    SchemaError: 422,
+    NotReady: 409,
+    BackendUnavailable: 503,
+    BackendError: 502,
+    StoreError: 503,
+    DependencyNotInstalled: 501,
+    LmtwinError: 400,
+}
+
+
+def status_of(exc: LmtwinError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def _error_body(exc: LmtwinError) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": type(exc).__name__, "detail": str(exc)}
+    if isinstance(exc, UnknownVariable):
+        body["variable"], body["known"] = exc.name, exc.known
+    elif isinstance(exc, InvalidValue):
+        body["variable"], body["reason"] = exc.name, exc.reason
+    return body
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, before any parsing."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._refuse(send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send) -> None:
+        payload = json.dumps({"error": "PayloadTooLarge",
+                              "detail": f"the body exceeds {self.limit} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def svc(request: Request) -> TwinService:
+    service: TwinService = request.app.state.service
+    return service
+
+
+def auth(scope: Any, allow_query: bool = False) -> Callable[[Request], Principal]:
+    """A dependency that authenticates the caller and checks ``scope`` on the path's twin."""
+    def dependency(request: Request) -> Principal:
+        s = svc(request)
+        principal = authenticate(request, s.settings, s.db, allow_query)
+        require(principal, scope, request.path_params.get("name"))
+        return principal
+    return dependency
+
+
+# module-level aliases: FastAPI resolves string annotations in this module's globals
+Read = Annotated[Principal, Depends(auth("read"))]
+ReadQuery = Annotated[Principal, Depends(auth("read", allow_query=True))]
+Write = Annotated[Principal, Depends(auth("write"))]
+Admin = Annotated[Principal, Depends(auth("admin"))]
+Service = Annotated[TwinService, Depends(svc)]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+def create_app(settings: Settings | None = None, backend: LLMBackend | None = None,
+               service: TwinService | None = None) -> FastAPI:
+    """The lmtwin web app.
+
+    Args:
+        settings: None for ``Settings.from_env()``.
+        backend: a language model shared by every twin (None: per ``settings.llm``).
+        service: an existing TwinService (tests); None builds one at start-up.
+    """
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        running: TwinService = (service if service is not None
+                            else await run_in_threadpool(TwinService, settings, backend))
+        running.events.bind(asyncio.get_running_loop())
+        app.state.service = running
+        ingest = None
+        if settings.mqtt_host:
+            from lmtwin.service.mqtt import MqttIngest
+
+            ingest = MqttIngest(running, settings.mqtt_host, settings.mqtt_port,
+                                settings.mqtt_prefix)
+            ingest.start()
+        app.state.mqtt = ingest
+        if not settings.auth:
+            log.warning("authentication is off: set an admin key to require API keys")
+        try:
+            yield
+        finally:
+            if ingest is not None:
+                ingest.stop()
+            if service is None:
+                running.close()
+
+    app = FastAPI(title="lmtwin", version="0.1.0", lifespan=lifespan,
+                  description="Digital twins that learn in context: ingest, state, "
+                              "predictions with intervals, live updates.")
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        # the path only: never the query (it may carry a key) nor any header
+        log.info("%s %s %d %.1f ms", request.method, request.url.path, response.status_code,
+                 1000 * (time.perf_counter() - started))
+        return response
+
+    @app.exception_handler(LmtwinError)
+    async def lmtwin_error(request: Request, exc: LmtwinError) -> JSONResponse:
+        status = status_of(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(_error_body(exc), status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = jsonable_errors(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse({"error": "MalformedJSON", "detail": errors}, status_code=400)
+        return JSONResponse({"error": "ValidationError", "detail": errors}, status_code=422)
+
+    errors: dict[int | str, dict[str, Any]] = {
+        code: {"model": m.ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422)}
+
+    # --- twins -------------------------------------------------------------------
+    @app.get("/health")
+    def health(s: Service) -> dict[str, Any]:
+        mqtt = getattr(app.state, "mqtt", None)
+        return {"status": "ok", "twins": len(s.names()), "counters": s.counters,
+                "mqtt": None if mqtt is None else mqtt.status()}
+
+    @app.get("/twins", responses=errors)
+    def list_twins(s: Service, request: Request) -> list[str]:
+        principal = authenticate(request, s.settings, s.db)
+        return [n for n in s.names() if principal.allows("read", n)]
+
+    @app.post("/twins", status_code=201, response_model=m.TwinOut, responses=errors)
+    def create_twin(body: m.TwinIn, s: Service, _: Admin) -> dict[str, Any]:
+        variables = [Variable(v.name, v.role, v.unit, v.description, _f(v.lower), _f(v.upper))
+                     for v in body.variables]
+        out = s.create(body.name, variables, body.strict, body.level, body.description,
+                       body.knowledge)
+        for v in body.variables:
+            if v.noise is not None:
+                s.describe_variable(body.name, v.name, {}, Noise(v.noise.sensor,
+                                                                 v.noise.process))
+        return s.describe(body.name) if any(v.noise for v in body.variables) else out
+
+    @app.get("/twins/{name}", response_model=m.TwinOut, responses=errors)
+    def get_twin(name: str, s: Service, _: Read) -> dict[str, Any]:
+        return s.describe(name)
+
+    @app.patch("/twins/{name}", response_model=m.TwinOut, responses=errors)
+    def patch_twin(name: str, body: m.TwinPatch, s: Service, _: Admin) -> dict[str, Any]:
+        return s.update(name, body.strict, body.level, body.description)
+
+    @app.delete("/twins/{name}", status_code=204, responses=errors)
+    def delete_twin(name: str, s: Service, _: Admin) -> Response:
+        s.archive(name)
+        return Response(status_code=204)
+
+    # --- schema and knowledge ------------------------------------------------------
+    @app.get("/twins/{name}/schema", responses=errors)
+    def get_schema(name: str, s: Service, _: Read) -> dict[str, Any]:
+        return s.schema(name)
+
+    @app.post("/twins/{name}/variables", status_code=201, responses=errors)
+    def add_variable(name: str, body: m.VariableIn, s: Service, _: Write) -> dict[str, Any]:
+        var = Variable(body.name, body.role, body.unit, body.description, _f(body.lower),
+                       _f(body.upper))
+        noise = Noise(body.noise.sensor, body.noise.process) if body.noise else None
+        return s.add_variable(name, var, noise)
+
+    @app.patch("/twins/{name}/variables/{variable}", responses=errors)
+    def patch_variable(name: str, variable: str, body: m.VariablePatch, s: Service,
+                       _: Write) -> dict[str, Any]:
+        fields = body.model_dump(exclude_unset=True, exclude={"noise", "clear_noise"})
+        noise = Noise(body.noise.sensor, body.noise.process) if body.noise else None
+        return s.describe_variable(name, variable, fields, noise, body.clear_noise)
+
+    @app.delete("/twins/{name}/variables/{variable}", responses=errors)
+    def remove_variable(name: str, variable: str, s: Service, _: Write) -> dict[str, Any]:
+        return s.remove_variable(name, variable)
+
+    @app.post("/twins/{name}/knowledge", status_code=201, response_model=m.NoteOut,
+              responses=errors)
+    def add_knowledge(name: str, body: m.KnowledgeIn, s: Service, _: Write) -> dict[str, Any]:
+        return s.add_knowledge(name, body.text)
+
+    @app.get("/twins/{name}/knowledge", response_model=list[m.NoteOut], responses=errors)
+    def get_knowledge(name: str, s: Service, _: Read,
+                      as_of: float | None = None) -> list[dict[str, Any]]:
+        return s.knowledge(name, as_of)
+
+    # --- mirror --------------------------------------------------------------------
+    @app.post("/twins/{name}/observations", status_code=201, response_model=m.IngestOut,
+              responses=errors)
+    def observe(name: str, body: m.ObservationIn, s: Service, _: Write,
+                idempotency_key: IdemKey = None) -> dict[str, Any]:
+        return s.ingest(name, [body.model_dump()], idempotency_key)
+
+    @app.post("/twins/{name}/observations/batch", status_code=201, response_model=m.IngestOut,
+              responses=errors)
+    def observe_batch(name: str, body: m.BatchIn, s: Service, _: Write,
+                      idempotency_key: IdemKey = None) -> dict[str, Any]:
+        return s.ingest(name, [o.model_dump() for o in body.observations], idempotency_key)
+
+    @app.get("/twins/{name}/history", response_model=list[m.ObservationOut], responses=errors)
+    def history(name: str, s: Service, _: Read, variable: str | None = None,
+                episode: str | None = None, t_from: float | None = None,
+                t_to: float | None = None, as_of: float | None = None,
+                limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> list[dict[str, Any]]:
+        return s.history(name, variable, episode, t_from, t_to, as_of, limit)
+
+    @app.get("/twins/{name}/state", responses=errors)
+    def state(name: str, s: Service, _: Read, episode: str = "default",
+              as_of: float | None = None) -> dict[str, Any]:
+        return s.state(name, episode, as_of)
+
+    # --- intervene -----------------------------------------------------------------
+    @app.post("/twins/{name}/predict", response_model=m.PredictionOut, responses=errors)
+    def predict(name: str, body: m.PredictIn, s: Service, _: Read) -> dict[str, Any]:
+        return s.predict(name, body.state, body.action, body.episode)
+
+    @app.post("/twins/{name}/simulate", response_model=m.SimulationOut, responses=errors)
+    def simulate(name: str, body: m.SimulateIn, s: Service, _: Read) -> dict[str, Any]:
+        return s.simulate(name, body.state, body.plan, body.n_paths, body.horizon, body.episode)
+
+    # --- live ------------------------------------------------------------------------
+    @app.get("/twins/{name}/events", responses=errors,
+             response_class=StreamingResponse)
+    async def events(name: str, request: Request,
+                     _: ReadQuery,
+                     episode: str = "default") -> StreamingResponse:
+        s = svc(request)
+        first = await run_in_threadpool(s.state, name, episode)
+        queue = s.events.subscribe(name)
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                hello = json.dumps({"states": {episode: first}})
+                yield f"retry: 2000\nevent: state\ndata: {hello}\n\n"
+                while True:
+                    try:
+                        yield await asyncio.wait_for(queue.get(), s.settings.sse_ping_s)
+                    except TimeoutError:
+                        yield ": ping\n\n"
+            finally:
+                s.events.unsubscribe(name, queue)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    @app.get("/twins/{name}/dashboard", response_class=HTMLResponse, responses=errors)
+    def dashboard(name: str, s: Service,
+                  _: ReadQuery) -> str:
+        s.entry(name)
+        return dashboard_page(name)
+
+    # --- keys ------------------------------------------------------------------------
+    @app.post("/keys", status_code=201, response_model=m.KeyOut, responses=errors)
+    def create_key(body: m.KeyIn, s: Service, _: Admin) -> dict[str, Any]:
+        key_id, secret, digest = new_key()
+        created = s.db.add_key(key_id, body.name, digest, body.twins, sorted(set(body.scopes)))
+        log.info("API key %s (%s) created", key_id, body.name)
+        return {"id": key_id, "name": body.name, "twins": body.twins,
+                "scopes": sorted(set(body.scopes)), "created_at": created, "key": secret}
+
+    @app.get("/keys", response_model=list[m.KeyOut], responses=errors)
+    def list_keys(s: Service, _: Admin) -> list[dict[str, Any]]:
+        return s.db.keys()
+
+    @app.delete("/keys/{key_id}", status_code=204, responses=errors)
+    def revoke_key(key_id: str, s: Service, _: Admin) -> Response:
+        if not s.db.revoke_key(key_id):
+            raise KeyNotFound(key_id)
+        log.info("API key %s revoked", key_id)
+        return Response(status_code=204)
+
+    return app
+
+
+def _f(x: float | None) -> float | None:
+    return None if x is None else float(x)
+
+
+def jsonable_errors(errors: Any) -> list[dict[str, Any]]:
+    """pydantic's error list without objects JSON cannot carry (exceptions in ``ctx``)."""
+    out = []
+    for e in errors:
+        item = {k: v for k, v in dict(e).items() if k in ("type", "loc", "msg")}
+        item["loc"] = list(item.get("loc", ()))
+        out.append(item)
+    return out

@@ -1,0 +1,84 @@
+"""API keys: a random token shown once; the service stores only its SHA-256.
+
+Scopes per key: ``read`` (schema, history, state, predict, simulate, live events,
+dashboard) and ``write`` (observations, schema changes, knowledge), each for a list of
+twins or ``*``. The admin key (from settings) can do everything, including creating
+twins and keys. With no admin key configured, authentication is off.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+from starlette.requests import HTTPConnection
+
+from lmtwin.service.db import ServiceDB
+from lmtwin.service.errors import Forbidden, Unauthorized
+from lmtwin.service.settings import Settings, hash_key
+
+Scope = Literal["read", "write", "admin"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the admin, a key (by id, never by secret), or anyone (auth off)."""
+
+    id: str
+    twins: tuple[str, ...]
+    scopes: tuple[str, ...]
+
+    def allows(self, scope: Scope, twin: str | None) -> bool:
+        if "admin" in self.scopes:
+            return True
+        if scope not in self.scopes:
+            return False
+        return twin is None or "*" in self.twins or twin in self.twins
+
+
+ADMIN = Principal("admin", ("*",), ("admin", "read", "write"))
+
+
+def new_key() -> tuple[str, str, str]:
+    """A fresh key: (id, secret, stored hash)."""
+    key_id = secrets.token_hex(6)
+    secret = f"lmt_{key_id}_{secrets.token_urlsafe(32)}"
+    return key_id, secret, hash_key(secret)
+
+
+def presented_key(conn: HTTPConnection, allow_query: bool) -> str | None:
+    header = conn.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    key = conn.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    if allow_query:  # EventSource cannot set headers; the access log never shows queries
+        return conn.query_params.get("key")
+    return None
+
+
+def authenticate(conn: HTTPConnection, settings: Settings, db: ServiceDB,
+                 allow_query: bool = False) -> Principal:
+    if settings.admin_key is None:
+        return ADMIN
+    key = presented_key(conn, allow_query)
+    if not key:
+        raise Unauthorized("an API key is required (Authorization: Bearer <key>)")
+    if len(key) > 200:
+        raise Unauthorized("unknown API key")
+    admin = settings.admin_key.get_secret_value()
+    if hmac.compare_digest(key.encode(), admin.encode()):
+        return ADMIN
+    record = db.key_by_hash(hash_key(key))
+    if record is None:
+        raise Unauthorized("unknown or revoked API key")
+    return Principal(record["id"], tuple(record["twins"]), tuple(record["scopes"]))
+
+
+def require(principal: Principal, scope: Scope, twin: str | None = None) -> None:
+    if not principal.allows(scope, twin):
+        what = f" on twin {twin!r}" if twin else ""
+        raise Forbidden(f"this key lacks the {scope!r} scope{what}")

@@ -1,0 +1,442 @@
+"""The service layer: one shared store, the twins living on it, and the operations the
+HTTP routes and the MQTT ingest both call. Routes stay thin; this stays thin over Twin."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lmtwin.errors import InvalidValue, SchemaError
+from lmtwin.llm.base import Completion, LLMBackend
+from lmtwin.predictors import LLMPredictor, LocalRidge, Persistence, Predictor
+from lmtwin.schema import SchemaChange, Variable
+from lmtwin.service.assimilation import Assimilator, Noise
+from lmtwin.service.db import ServiceDB
+from lmtwin.service.errors import Conflict, PayloadTooLarge, TwinNotFound, VariableNotFound
+from lmtwin.service.events import EventHub
+from lmtwin.service.settings import Settings
+from lmtwin.store import SQLiteStore, Store
+from lmtwin.twin import Twin
+from lmtwin.types import Observation
+
+
+def open_store(url: str) -> Store:
+    """The twins' store for a settings ``store`` value (path, 'memory' or postgresql URL)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from lmtwin.service.postgres import PostgresStore
+
+        return PostgresStore(url)
+    return SQLiteStore(":memory:" if url == "memory" else url)
+
+
+class LockedBackend:
+    """Serialises calls to a backend shared by every twin (llama.cpp is not re-entrant)."""
+
+    def __init__(self, backend: LLMBackend) -> None:
+        self.inner = backend
+        self.name = backend.name
+        self.supports_grammar = backend.supports_grammar
+        self._lock = threading.Lock()
+
+    def complete(self, prompt: str, *, max_tokens: int = 32, temperature: float = 0.0,
+                 stop: list[str] | None = None, grammar: str | None = None,
+                 seed: int | None = None) -> Completion:
+        with self._lock:
+            return self.inner.complete(prompt, max_tokens=max_tokens, temperature=temperature,
+                                       stop=stop, grammar=grammar, seed=seed)
+
+    def close(self) -> None:
+        """Closed by the service, never by one twin."""
+
+
+def make_backend(settings: Settings) -> LLMBackend | None:
+    if settings.llm == "none":
+        return None
+    if settings.llm_url:
+        from lmtwin.llm import OpenAICompatBackend
+
+        return OpenAICompatBackend(settings.llm_url, model=settings.llm)
+    from lmtwin.llm import LlamaCppBackend
+
+    return LlamaCppBackend(settings.llm, n_threads=settings.llm_threads)
+
+
+@dataclass
+class _Entry:
+    """A loaded twin with what the service keeps beside it."""
+
+    twin: Twin
+    config: dict[str, Any]
+    created_at: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    states: dict[str, dict[str, float]] = field(default_factory=dict)
+    last_t: dict[str, float] = field(default_factory=dict)
+    assimilator: Assimilator | None = None
+
+    def noise(self) -> dict[str, Noise]:
+        return {k: Noise(v["sensor"], v["process"]) for k, v in self.config["noise"].items()}
+
+
+def jsonable(value: Any) -> Any:
+    """Numpy scalars and arrays, and non-finite floats, made JSON-safe."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def change_dict(change: SchemaChange) -> dict[str, Any]:
+    return change.to_dict()
+
+
+class TwinService:
+    """Twins on one store, with idempotent ingest, cached latest state and live events.
+
+    Args:
+        settings: the service's settings.
+        backend: the language model added to every twin's predictors; None builds one from
+            ``settings.llm`` ('none' means numeric predictors only).
+    """
+
+    def __init__(self, settings: Settings, backend: LLMBackend | None = None) -> None:
+        self.settings = settings
+        self.store = open_store(settings.store)
+        self.db = ServiceDB(settings.store)
+        self.events = EventHub()
+        self.backend: LLMBackend | None = None
+        self._owns_backend = backend is None
+        raw = backend if backend is not None else make_backend(settings)
+        if raw is not None:
+            self.backend = LockedBackend(raw)
+        self._twins: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        self.db.forget_before(time.time() - settings.idempotency_ttl_s)
+        self.counters = {"observations": 0, "batches": 0, "replayed": 0, "rejected": 0}
+
+    # --- twins ---------------------------------------------------------------------
+    def _predictors(self) -> list[Predictor]:
+        predictors: list[Predictor] = [Persistence(), LocalRidge()]
+        if self.backend is not None:
+            predictors.append(LLMPredictor(self.backend))
+        return predictors
+
+    def _load(self, name: str, meta: dict[str, Any]) -> _Entry:
+        config = meta["config"]
+        twin = Twin(name, store=self.store, predictors=self._predictors(),
+                    strict=config.get("strict", True), level=config.get("level", 0.9))
+        entry = _Entry(twin, config, meta["created_at"])
+        noise = entry.noise()
+        if noise:
+            entry.assimilator = Assimilator()
+        for obs in twin.history():
+            entry.states.setdefault(obs.episode, {}).update(obs.values)
+            entry.last_t[obs.episode] = obs.t
+            self._assimilate(entry, obs, noise)
+        return entry
+
+    def entry(self, name: str) -> _Entry:
+        with self._lock:
+            entry = self._twins.get(name)
+            if entry is not None:
+                return entry
+            meta = self.db.twins().get(name)
+            if meta is None:
+                raise TwinNotFound(name)
+            entry = self._twins[name] = self._load(name, meta)
+            return entry
+
+    def names(self) -> list[str]:
+        return sorted(self.db.twins())
+
+    def create(self, name: str, variables: Sequence[Variable], strict: bool = True,
+               level: float = 0.9, description: str = "",
+               knowledge: Sequence[str] = ()) -> dict[str, Any]:
+        Variable(name)  # twin names follow variable names' rules (letters, digits, _)
+        if not 0 < level < 1:
+            raise SchemaError("level must lie between 0 and 1")
+        names = [v.name for v in variables]
+        if len(set(names)) != len(names):
+            raise SchemaError("variable names must be unique")
+        config = {"strict": strict, "level": level, "description": description, "noise": {}}
+        with self._lock:
+            if not self.db.add_twin(name, config):
+                raise Conflict(f"the twin name {name!r} is taken (archived names stay taken)")
+        entry = self.entry(name)
+        with entry.lock:
+            for var in variables:
+                entry.twin.add_variable(var)
+            for text in knowledge:
+                entry.twin.add_knowledge(text)
+        return self.describe(name)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        entry = self.entry(name)
+        twin = entry.twin
+        return {
+            "name": name,
+            "created_at": entry.created_at,
+            "description": entry.config.get("description", ""),
+            "strict": twin.strict,
+            "level": twin.level,
+            "schema_version": twin.schema.version,
+            "variables": twin.schema.to_list(),
+            "noise": entry.config["noise"],
+            "predictors": [p.name for p in twin.predictors],
+            "episodes": sorted(entry.states),
+            "n_notes": len(twin.notes),
+            "subscribers": self.events.subscribers(name),
+        }
+
+    def update(self, name: str, strict: bool | None = None, level: float | None = None,
+               description: str | None = None) -> dict[str, Any]:
+        entry = self.entry(name)
+        with entry.lock:
+            if strict is not None:
+                entry.twin.strict = entry.config["strict"] = strict
+            if level is not None:
+                if not 0 < level < 1:
+                    raise SchemaError("level must lie between 0 and 1")
+                entry.twin.level = entry.config["level"] = level
+            if description is not None:
+                entry.config["description"] = description
+            self.db.set_config(name, entry.config)
+        return self.describe(name)
+
+    def archive(self, name: str) -> None:
+        """Hide a twin from the service; its history stays in the append-only store."""
+        self.entry(name)
+        with self._lock:
+            self.db.archive_twin(name)
+            self._twins.pop(name, None)
+        self.events.publish(name, "archived", {"twin": name})
+
+    # --- schema and knowledge ------------------------------------------------------
+    def _variable(self, entry: _Entry, variable: str) -> None:
+        if variable not in entry.twin.schema:
+            raise VariableNotFound(entry.twin.name, variable)
+
+    def add_variable(self, name: str, variable: Variable, noise: Noise | None = None
+                     ) -> dict[str, Any]:
+        entry = self.entry(name)
+        with entry.lock:
+            if variable.name in entry.twin.schema:
+                raise Conflict(f"twin {name!r} already has a variable {variable.name!r}")
+            change = entry.twin.add_variable(variable)
+            if noise is not None:
+                self._set_noise(entry, variable.name, noise)
+        self.events.publish(name, "schema", change_dict(change))
+        return change_dict(change)
+
+    def describe_variable(self, name: str, variable: str, fields: dict[str, Any],
+                          noise: Noise | None = None, clear_noise: bool = False
+                          ) -> dict[str, Any]:
+        entry = self.entry(name)
+        with entry.lock:
+            self._variable(entry, variable)
+            change = entry.twin.describe_variable(variable, **fields) if fields else None
+            if noise is not None:
+                self._set_noise(entry, variable, noise)
+            elif clear_noise:
+                entry.config["noise"].pop(variable, None)
+                self.db.set_config(name, entry.config)
+                if entry.assimilator is not None:
+                    entry.assimilator.forget(variable)
+        out = change_dict(change) if change else {"variable": entry.twin.schema[variable].to_dict()}
+        out["noise"] = entry.config["noise"].get(variable)
+        self.events.publish(name, "schema", out)
+        return out
+
+    def _set_noise(self, entry: _Entry, variable: str, noise: Noise) -> None:
+        if not (noise.sensor > 0 and noise.process > 0):
+            raise InvalidValue("noise", noise, "sensor and process noise must be positive")
+        entry.config["noise"][variable] = {"sensor": noise.sensor, "process": noise.process}
+        self.db.set_config(entry.twin.name, entry.config)
+        if entry.assimilator is None:
+            entry.assimilator = Assimilator()
+        entry.assimilator.forget(variable)
+
+    def remove_variable(self, name: str, variable: str) -> dict[str, Any]:
+        entry = self.entry(name)
+        with entry.lock:
+            self._variable(entry, variable)
+            change = entry.twin.remove_variable(variable)
+            if entry.config["noise"].pop(variable, None) is not None:
+                self.db.set_config(name, entry.config)
+            if entry.assimilator is not None:
+                entry.assimilator.forget(variable)
+        self.events.publish(name, "schema", change_dict(change))
+        return change_dict(change)
+
+    def schema(self, name: str) -> dict[str, Any]:
+        twin = self.entry(name).twin
+        return {"version": twin.schema.version, "variables": twin.schema.to_list(),
+                "history": [c.to_dict() for c in twin.schema.history]}
+
+    def add_knowledge(self, name: str, text: str) -> dict[str, Any]:
+        entry = self.entry(name)
+        note = entry.twin.add_knowledge(text)
+        out = {"at": note.at, "text": note.text}
+        self.events.publish(name, "knowledge", out)
+        return out
+
+    def knowledge(self, name: str, as_of: float | None = None) -> list[dict[str, Any]]:
+        twin = self.entry(name).twin
+        return [{"at": n.at, "text": n.text} for n in twin.store.notes(name, as_of)]
+
+    # --- mirror --------------------------------------------------------------------
+    def ingest(self, name: str, rows: Sequence[Mapping[str, Any]],
+               key: str | None = None) -> dict[str, Any]:
+        """Store observations (each ``{"episode", "t", "values"}``) all or none.
+
+        With ``key``, a repeated delivery returns the first answer and stores nothing.
+        The answer is given only once the rows are committed.
+        """
+        if len(rows) > self.settings.max_batch:
+            raise PayloadTooLarge(f"a batch holds at most {self.settings.max_batch} observations")
+        if not rows:
+            raise SchemaError("a batch needs at least one observation")
+        entry = self.entry(name)
+        twin = entry.twin
+        with entry.lock:
+            if key is not None:
+                previous = self.db.replay(name, key)
+                if previous is not None:
+                    self.counters["replayed"] += 1
+                    return {**previous, "replayed": True}
+            if len(rows) == 1:
+                row = rows[0]
+                stored = [twin.observe(row["values"], episode=str(row.get("episode", "default")),
+                                       t=row.get("t"))]
+            else:
+                stored = self._observe_many(entry, rows)
+            last: dict[str, float] = {}
+            noise = entry.noise()
+            for obs in stored:
+                entry.states.setdefault(obs.episode, {}).update(obs.values)
+                entry.last_t[obs.episode] = last[obs.episode] = obs.t
+                self._assimilate(entry, obs, noise)
+            result = {"stored": len(stored), "last_t": last, "replayed": False}
+            if key is not None:
+                self.db.remember(name, key, result)
+            self.counters["observations"] += len(stored)
+            self.counters["batches"] += 1
+            events = [{"episode": o.episode, "t": o.t, "values": o.values} for o in stored[-50:]]
+            states = {ep: self._state_view(entry, ep) for ep in last}
+        self.events.publish(name, "observations", {"observations": events, "n": len(stored)})
+        self.events.publish(name, "state", {"states": states})
+        return result
+
+    def _observe_many(self, entry: _Entry, rows: Sequence[Mapping[str, Any]]
+                      ) -> list[Observation]:
+        """Many rows in one transaction; times must rise within each episode."""
+        last = dict(entry.last_t)
+        out = []
+        for row in rows:
+            episode = str(row.get("episode", "default"))
+            t = row.get("t")
+            if t is None:
+                t = last[episode] + 1.0 if episode in last else 0.0
+            t = entry.twin.schema.check_value("t", t)
+            if episode in last and t <= last[episode]:
+                raise InvalidValue("t", t, f"not after episode {episode!r}'s last time "
+                                           f"{last[episode]}")
+            last[episode] = t
+            out.append(Observation(episode, t, row["values"]))
+        entry.twin.observe_many(out)
+        return [Observation(o.episode, o.t, {k: float(v) for k, v in o.values.items()})
+                for o in out]
+
+    def _assimilate(self, entry: _Entry, obs: Observation, noise: dict[str, Noise]) -> None:
+        if entry.assimilator is None:
+            return
+        for var, value in obs.values.items():
+            if var in noise:
+                entry.assimilator.update(obs.episode, var, obs.t, value, noise[var])
+
+    def _state_view(self, entry: _Entry, episode: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"episode": episode, "t": entry.last_t.get(episode),
+                               "values": dict(entry.states.get(episode, {}))}
+        if entry.assimilator is not None:
+            out["fused"] = {k: {"mean": f.mean, "sd": f.sd, "rate": f.rate}
+                            for k, f in entry.assimilator.fused(episode).items()}
+        return out
+
+    def state(self, name: str, episode: str = "default", as_of: float | None = None
+              ) -> dict[str, Any]:
+        entry = self.entry(name)
+        if as_of is not None:
+            return {"episode": episode, "as_of": as_of,
+                    "values": entry.twin.state(episode, as_of=as_of)}
+        with entry.lock:
+            return self._state_view(entry, episode)
+
+    def history(self, name: str, variable: str | None = None, episode: str | None = None,
+                t_from: float | None = None, t_to: float | None = None,
+                as_of: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        entry = self.entry(name)
+        rows = entry.twin.history(variable, episode, t_from, t_to, as_of)
+        return [{"episode": o.episode, "t": o.t, "values": o.values} for o in rows[-limit:]]
+
+    # --- intervene -----------------------------------------------------------------
+    def _current(self, entry: _Entry, episode: str) -> dict[str, float]:
+        schema = entry.twin.schema
+        return {k: v for k, v in entry.states.get(episode, {}).items()
+                if k in schema and schema[k].role != "action"}
+
+    def predict(self, name: str, state: Mapping[str, Any] | None,
+                action: Mapping[str, Any] | None, episode: str | None = None,
+                score: bool = True) -> dict[str, Any]:
+        """Predict the next state; ``state`` None means the episode's latest state. With
+        ``score`` and an episode, the twin scores it against the next observation."""
+        entry = self.entry(name)
+        if state is None:
+            state = self._current(entry, episode or "default")
+        prediction = entry.twin.predict(state, action, episode if score else None)
+        return jsonable(prediction.to_dict())
+
+    def simulate(self, name: str, state: Mapping[str, Any] | None,
+                 plan: Sequence[Mapping[str, Any]], n_paths: int = 1,
+                 horizon: int | None = None, episode: str = "default") -> dict[str, Any]:
+        steps = (horizon or len(plan)) * n_paths
+        if steps > self.settings.max_simulation_steps:
+            raise PayloadTooLarge(f"n_paths x horizon is {steps}; the limit is "
+                                  f"{self.settings.max_simulation_steps}")
+        entry = self.entry(name)
+        if state is None:
+            state = self._current(entry, episode)
+        sim = entry.twin.simulate(state, plan, n_paths=n_paths, horizon=horizon)
+        q = sim.quantiles((0.05, 0.5, 0.95))
+        mean = sim.paths.mean(axis=0)
+        return jsonable({
+            "variables": sim.variables,
+            "n_paths": n_paths,
+            "horizon": sim.paths.shape[1] - 1,
+            "mean": {v: mean[:, j] for j, v in enumerate(sim.variables)},
+            "lower": {v: q[0, :, j] for j, v in enumerate(sim.variables)},
+            "median": {v: q[1, :, j] for j, v in enumerate(sim.variables)},
+            "upper": {v: q[2, :, j] for j, v in enumerate(sim.variables)},
+            "level": 0.9,
+        })
+
+    def close(self) -> None:
+        with self._lock:
+            self._twins.clear()
+        self.store.close()
+        self.db.close()
+        if self.backend is not None and self._owns_backend:
+            assert isinstance(self.backend, LockedBackend)
+            self.backend.inner.close()

@@ -1,0 +1,135 @@
+"""A one-page dashboard per twin: latest (and fused) state, a live chart of recent
+history, the schema and knowledge notes. Self-contained (no CDN): plain JS and a canvas,
+fed by the JSON routes and the Server-Sent Events stream."""
+
+from __future__ import annotations
+
+import html
+import json
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>lmtwin · __TITLE__</title>
+<style>
+ body{font:14px system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
+ h1{font-size:1.4em;margin:0 0 .2em} .muted{color:#777}
+ table{border-collapse:collapse;margin:.5em 0}
+ td,th{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left}
+ td.num{text-align:right;font-variant-numeric:tabular-nums}
+ #status{display:inline-block;padding:.1em .6em;border-radius:1em;background:#ccc}
+ #status.live{background:#3a3;color:#fff}
+ .grid{display:grid;grid-template-columns:minmax(300px,1fr) 2fr;gap:1.5em}
+ canvas{background:#fff;border:1px solid #ddd;width:100%;height:320px}
+</style></head>
+<body>
+<h1>Twin <span id="twin">__TITLE__</span></h1>
+<div class="muted">episode <b id="episode"></b> · schema v<span id="version">?</span> ·
+ <span id="status">connecting</span> · <span id="count">0</span> live events</div>
+<div class="grid">
+ <div>
+  <h2>State</h2>
+  <table id="state"><thead><tr><th>variable</th><th>reading</th><th>fused</th><th>±sd</th>
+  </tr></thead><tbody></tbody></table>
+  <h2>Variables</h2><table id="schema"><tbody></tbody></table>
+  <h2>Knowledge</h2><ul id="notes"></ul>
+ </div>
+ <div><h2>Recent history</h2><canvas id="chart" width="900" height="320"></canvas>
+  <div id="legend" class="muted"></div></div>
+</div>
+<script>
+const TWIN = __NAME__;
+const params = new URLSearchParams(location.search);
+const KEY = params.get("key");
+const EPISODE = params.get("episode") || "default";
+const HEAD = KEY ? {"Authorization": "Bearer " + KEY} : {};
+const COLORS = ["#1f77b4","#d62728","#2ca02c","#ff7f0e","#9467bd","#8c564b"];
+const base = "/twins/" + encodeURIComponent(TWIN);
+let series = {}, events = 0;
+document.getElementById("episode").textContent = EPISODE;
+
+async function get(path) {
+  const r = await fetch(base + path, {headers: HEAD});
+  if (!r.ok) throw new Error(path + ": " + r.status);
+  return r.json();
+}
+function fmt(x) { return x === undefined || x === null ? "" : Number(x).toPrecision(5); }
+function showState(s) {
+  const body = document.querySelector("#state tbody");
+  body.innerHTML = "";
+  const fused = s.fused || {};
+  for (const [k, v] of Object.entries(s.values || {})) {
+    const f = fused[k];
+    const tr = document.createElement("tr");
+    tr.dataset.variable = k;
+    tr.innerHTML = `<td>${k}</td><td class="num">${fmt(v)}</td>` +
+      `<td class="num">${f ? fmt(f.mean) : ""}</td><td class="num">${f ? fmt(f.sd) : ""}</td>`;
+    body.appendChild(tr);
+  }
+}
+function addPoint(obs) {
+  if (obs.episode !== EPISODE) return;
+  for (const [k, v] of Object.entries(obs.values)) {
+    (series[k] = series[k] || []).push([obs.t, v]);
+    if (series[k].length > 500) series[k].shift();
+  }
+}
+function draw() {
+  const c = document.getElementById("chart"), g = c.getContext("2d");
+  g.clearRect(0, 0, c.width, c.height);
+  const names = Object.keys(series);
+  document.getElementById("legend").innerHTML = names.map((n, i) =>
+    `<span style="color:${COLORS[i % COLORS.length]}">■ ${n}</span>`).join(" ");
+  names.forEach((n, i) => {
+    const pts = series[n]; if (pts.length < 1) return;
+    const ts = pts.map(p => p[0]), vs = pts.map(p => p[1]);
+    const t0 = Math.min(...ts), t1 = Math.max(...ts);
+    const v0 = Math.min(...vs), v1 = Math.max(...vs);
+    const x = t => 40 + (c.width - 50) * (t1 > t0 ? (t - t0) / (t1 - t0) : 0.5);
+    const y = v => c.height - 20 - (c.height - 40) * (v1 > v0 ? (v - v0) / (v1 - v0) : 0.5);
+    g.strokeStyle = COLORS[i % COLORS.length]; g.lineWidth = 2; g.beginPath();
+    pts.forEach((p, j) => j ? g.lineTo(x(p[0]), y(p[1])) : g.moveTo(x(p[0]), y(p[1])));
+    g.stroke();
+  });
+  g.fillStyle = "#777"; g.fillText("t →", c.width - 30, c.height - 5);
+}
+async function load() {
+  const twin = await get("");
+  document.getElementById("version").textContent = twin.schema_version;
+  const rows = twin.variables.map(v =>
+    `<tr><td>${v.name}</td><td>${v.role}</td><td>${v.unit}</td>` +
+    `<td class="muted">${v.description}</td></tr>`);
+  document.querySelector("#schema tbody").innerHTML = rows.join("");
+  const notes = await get("/knowledge");
+  document.getElementById("notes").innerHTML =
+    notes.map(n => `<li>${n.text.replace(/</g, "&lt;")}</li>`).join("");
+  showState(await get("/state?episode=" + encodeURIComponent(EPISODE)));
+  const hist = await get("/history?limit=500&episode=" + encodeURIComponent(EPISODE));
+  hist.forEach(addPoint); draw();
+  document.body.dataset.loaded = "yes";
+}
+function live() {
+  const q = "?episode=" + encodeURIComponent(EPISODE) +
+    (KEY ? "&key=" + encodeURIComponent(KEY) : "");
+  const es = new EventSource(base + "/events" + q);
+  const st = document.getElementById("status");
+  es.onopen = () => { st.textContent = "live"; st.className = "live"; };
+  es.onerror = () => { st.textContent = "reconnecting"; st.className = ""; };
+  es.addEventListener("state", e => {
+    const s = JSON.parse(e.data).states[EPISODE]; if (s) showState(s);
+  });
+  es.addEventListener("observations", e => {
+    JSON.parse(e.data).observations.forEach(addPoint); draw();
+    document.getElementById("count").textContent = ++events;
+  });
+  es.addEventListener("schema", () => load());
+  es.addEventListener("knowledge", () => load());
+}
+load().then(live).catch(err => { document.body.dataset.loaded = "error: " + err; });
+</script>
+</body></html>
+"""
+
+
+def dashboard_page(name: str) -> str:
+    """The HTML of ``name``'s dashboard (a twin name is already restricted to [A-Za-z0-9_])."""
+    return _PAGE.replace("__TITLE__", html.escape(name)).replace("__NAME__", json.dumps(name))

@@ -1,0 +1,108 @@
+"""MQTT ingest: observations published to ``PREFIX/<twin>/observations`` are stored
+exactly as over HTTP (same validation, same idempotency).
+
+A message is one observation ``{"episode", "t", "values"}`` or a batch
+``{"observations": [...]}``; an optional ``"id"`` makes redeliveries harmless. QoS 1
+messages are acknowledged (PUBACK) only after their rows are committed (manual ack), so
+the broker redelivers anything the service did not store. A message that can never be
+stored (bad JSON, unknown twin, invalid value) is acknowledged and its error published
+to ``PREFIX/<twin>/errors``. The client reconnects by itself when the broker restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+
+from lmtwin.errors import DependencyNotInstalled, LmtwinError, StoreError
+from lmtwin.service import models as m
+from lmtwin.service.core import TwinService
+
+log = logging.getLogger("lmtwin.service.mqtt")
+
+
+class MqttIngest:
+    def __init__(self, service: TwinService, host: str, port: int = 1883,
+                 prefix: str = "lmtwin", qos: int = 1) -> None:
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError as exc:
+            raise DependencyNotInstalled("paho-mqtt", "service") from exc
+        self.service = service
+        self.host, self.port, self.prefix, self.qos = host, port, prefix.rstrip("/"), qos
+        self.counts = {"received": 0, "stored": 0, "rejected": 0, "connects": 0}
+        self.connected = threading.Event()
+        # a fresh session per connection: what was published while the service was away
+        # is not replayed (publishers retry QoS 1 messages the broker never accepted)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"lmtwin-{uuid.uuid4().hex[:8]}",
+                                  clean_session=True, manual_ack=True)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def status(self) -> dict[str, Any]:
+        return {"connected": self.connected.is_set(), **self.counts}
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("MQTT broker %s:%d refused the connection: %s", self.host, self.port,
+                        reason)
+            return
+        client.subscribe(f"{self.prefix}/+/observations", qos=self.qos)
+        self.counts["connects"] += 1
+        self.connected.set()
+        log.info("MQTT connected to %s:%d", self.host, self.port)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        self.connected.clear()
+        log.warning("MQTT disconnected from %s:%d (%s); reconnecting", self.host, self.port,
+                    reason)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        self.counts["received"] += 1
+        parts = msg.topic.split("/")
+        twin = parts[-2] if len(parts) >= 3 else ""
+        ack = True
+        key: str | None = None
+        try:
+            if len(msg.payload) > self.service.settings.max_body_bytes:
+                raise ValueError(f"payload over {self.service.settings.max_body_bytes} bytes")
+            data = json.loads(msg.payload)
+            if not isinstance(data, dict):
+                raise ValueError("a message must be a JSON object")
+            key = data.pop("id", None)
+            if key is not None:
+                key = f"mqtt:{str(key)[:200]}"
+            if "observations" in data:
+                rows = [o.model_dump() for o in m.BatchIn.model_validate(data).observations]
+            else:
+                rows = [m.ObservationIn.model_validate(data).model_dump()]
+            result = self.service.ingest(twin, rows, key)
+            self.counts["stored"] += result["stored"] if not result["replayed"] else 0
+        except StoreError as exc:
+            ack = False  # not stored: let the broker deliver it again
+            log.error("MQTT message on %s not stored: %s", msg.topic, exc)
+        except (ValueError, ValidationError, LmtwinError) as exc:
+            self.counts["rejected"] += 1
+            error = {"error": type(exc).__name__, "detail": str(exc)[:500], "id": key}
+            client.publish(f"{self.prefix}/{twin or '_'}/errors", json.dumps(error), qos=0)
+        finally:
+            if ack and msg.qos > 0:
+                client.ack(msg.mid, msg.qos)

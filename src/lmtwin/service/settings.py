@@ -1,0 +1,60 @@
+"""Typed settings of ``lmtwin serve``, read from arguments or ``LMTWIN_*`` variables."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+
+def hash_key(key: str) -> str:
+    """The stored form of an API key (keys are random 256-bit tokens, so one SHA-256
+    round is enough; nothing stores or logs a key itself)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Settings(BaseModel):
+    """Everything ``create_app`` needs; ``Settings.from_env()`` reads ``LMTWIN_*``.
+
+    Example:
+        >>> Settings(store="memory").llm
+        'none'
+    """
+
+    store: str = Field("lmtwin.db", description=(
+        "an SQLite path, 'memory', or a postgresql:// URL shared by every twin"))
+    llm: str = Field("none", description=(
+        "the language model added to each twin's numeric predictors: 'none' (default), "
+        "'gemma3-270m', 'smollm2-135m', a GGUF path, or a model name with llm_url"))
+    llm_url: str | None = Field(None, description="OpenAI-compatible base URL for llm")
+    llm_threads: int = Field(2, ge=1)
+    admin_key: SecretStr | None = Field(None, description=(
+        "the key allowed to manage twins and keys; None turns authentication off"))
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_batch: int = Field(5_000, ge=1)
+    max_simulation_steps: int = Field(2_000, ge=1, description="n_paths x horizon, per call")
+    idempotency_ttl_s: float = Field(24 * 3600.0, gt=0)
+    mqtt_host: str | None = Field(None, description="broker to ingest from; None: no MQTT")
+    mqtt_port: int = 1883
+    mqtt_prefix: str = Field("lmtwin", description="topics are PREFIX/<twin>/observations")
+    sse_ping_s: float = Field(15.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    model_config = {"frozen": True}
+
+    @property
+    def auth(self) -> bool:
+        return self.admin_key is not None
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from ``LMTWIN_<FIELD>`` variables, then ``overrides`` on top."""
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            env = os.environ.get(f"LMTWIN_{name.upper()}")
+            if env is not None:
+                values[name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)

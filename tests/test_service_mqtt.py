@@ -1,0 +1,77 @@
+"""MQTT ingest from a real mosquitto on 127.0.0.1: messages, batches, bad messages,
+duplicate deliveries, and a broker restart after which ingest resumes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lmtwin.service import Settings
+from test_service_support import XU, broker, client, linear_rows, wait_for  # noqa: F401
+
+mqtt = pytest.importorskip("paho.mqtt.client")
+
+
+def _publisher(port: int):
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-publisher")
+    pub.reconnect_delay_set(min_delay=1, max_delay=2)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    return pub
+
+
+def _publish(pub, topic: str, payload: object) -> None:
+    info = pub.publish(topic, json.dumps(payload), qos=1)
+    info.wait_for_publish(10)
+
+
+def _count(c, twin: str = "a") -> int:
+    return len(c.get(f"/twins/{twin}/history").json())
+
+
+def test_mqtt_ingest_and_broker_restart(tmp_path, broker):  # noqa: F811
+    settings = Settings(store=str(tmp_path / "m.db"), mqtt_host="127.0.0.1",
+                        mqtt_port=broker.port)
+    with client(settings) as c:
+        c.post("/twins", json={"name": "a", "variables": XU}).raise_for_status()
+        wait_for(lambda: c.get("/health").json()["mqtt"]["connected"])
+        pub = _publisher(broker.port)
+        errors: list[dict] = []
+        listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        listener.on_message = lambda cl, ud, msg: errors.append(json.loads(msg.payload))
+        listener.connect("127.0.0.1", broker.port)
+        listener.subscribe("lmtwin/+/errors", qos=1)
+        listener.loop_start()
+
+        rows = linear_rows(30)
+        _publish(pub, "lmtwin/a/observations", rows[0])
+        _publish(pub, "lmtwin/a/observations", {"observations": rows[1:20], "id": "m-1"})
+        wait_for(lambda: _count(c) == 20)
+        # a duplicate delivery (same id) is stored once
+        _publish(pub, "lmtwin/a/observations", {"observations": rows[1:20], "id": "m-1"})
+        # bad messages are refused and reported, never stored
+        pub.publish("lmtwin/a/observations", b"{not json", qos=1).wait_for_publish(10)
+        _publish(pub, "lmtwin/a/observations", {"values": {"x": "abc"}})
+        _publish(pub, "lmtwin/a/observations", {"values": {"nope": 1.0}})
+        _publish(pub, "lmtwin/ghost/observations", {"values": {"x": 1.0}})
+        wait_for(lambda: len(errors) >= 4)
+        assert [e["error"] for e in errors[:4]] == [
+            "JSONDecodeError", "ValidationError", "UnknownVariable", "TwinNotFound"]
+        assert _count(c) == 20
+        status = c.get("/health").json()["mqtt"]
+        assert status["stored"] == 20 and status["rejected"] == 4
+
+        # the broker goes away and comes back on the same port: ingest resumes
+        broker.stop()
+        wait_for(lambda: not c.get("/health").json()["mqtt"]["connected"])
+        broker.start()
+        wait_for(lambda: c.get("/health").json()["mqtt"]["connected"], timeout=20)
+        wait_for(lambda: pub.is_connected(), timeout=20)
+        _publish(pub, "lmtwin/a/observations", {"observations": rows[20:], "id": "m-2"})
+        wait_for(lambda: _count(c) == 30)
+        assert c.get("/twins/a/state", params={"episode": "e"}).json()["t"] == 29.0
+        assert c.get("/health").json()["mqtt"]["connects"] >= 2
+        for cl in (pub, listener):
+            cl.loop_stop()
+            cl.disconnect()
