@@ -12,7 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip wheel
 	# the CPU wheel of torch first, so that nothing pulls a multi-GB CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
-	# llama-cpp-python builds from source the first time (about 9 minutes on 2 cores)
+	# llama-cpp-python builds from source the first time (about 9 minutes on 2 cores),
+	# portably: see the script for why
+	PIP=$(BIN)/pip PY=$(BIN)/python bash scripts/install-llama.sh
 	$(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
