@@ -25,8 +25,9 @@ def test_demo_stream_with_schema_change(gemma):
 
 def test_demo_command_writes_plot_and_summary(tmp_path):
     out = tmp_path / "demo"
-    res = CliRunner().invoke(app, ["demo", "--patients", "2", "--steps", "8",
-                                   "--out", str(out), "--no-tune"])
+    res = CliRunner().invoke(
+        app, ["demo", "--patients", "2", "--steps", "8", "--out", str(out), "--no-tune"]
+    )
     assert res.exit_code == 0, res.output
     assert (out / "trajectories.png").stat().st_size > 10_000
     assert (out / "errors.png").exists()

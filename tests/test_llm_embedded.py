@@ -23,7 +23,7 @@ def test_smollm2_backend_conforms():
 
 
 def test_missing_gguf_is_unavailable(tmp_path):
-    with pytest.raises(BackendUnavailable, match="no-such.gguf"):
+    with pytest.raises(BackendUnavailable, match=r"no-such\.gguf"):
         LlamaCppBackend(str(tmp_path / "no-such.gguf"))
 
 
@@ -41,9 +41,11 @@ def test_llm_predictor_on_real_model(gemma, xy_twin, grammar):
 
 
 def test_twin_end_to_end_with_real_model(gemma):
-    twin = Twin("real", variables=[Variable("x", "state", "m", "position"),
-                                   Variable("u", "action", "m", "push")],
-                predictors=[Persistence(), LocalRidge(), LLMPredictor(gemma)])
+    twin = Twin(
+        "real",
+        variables=[Variable("x", "state", "m", "position"), Variable("u", "action", "m", "push")],
+        predictors=[Persistence(), LocalRidge(), LLMPredictor(gemma)],
+    )
     twin.add_knowledge("the push u moves x by its full amount")
     x = 1.0
     for t in range(30):

@@ -27,10 +27,26 @@ def free_port() -> int:
 def server():
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path("gemma3-270m")),
-         "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2",
-         "--logits_all", "false", "--model_alias", "gemma"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model_path("gemma3-270m")),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_threads",
+            "2",
+            "--logits_all",
+            "false",
+            "--model_alias",
+            "gemma",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -53,8 +69,9 @@ def test_server_backend_conforms(server):
 
 def test_llm_predictor_through_server(server, xy_twin):
     feed_linear(xy_twin, 30)
-    llm = LLMPredictor(OpenAICompatBackend(server, model="gemma", supports_grammar=True),
-                       grammar=True)
+    llm = LLMPredictor(
+        OpenAICompatBackend(server, model="gemma", supports_grammar=True), grammar=True
+    )
     q = Query({"x": 2.0}, {"u": 0.5}, ["x"], xy_twin.schema)
     out = llm.predict(q, xy_twin.retriever.search(q.state, q.action, xy_twin.schema))
     assert out.samples.shape == (1, 1)

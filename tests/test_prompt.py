@@ -9,12 +9,15 @@ from lmtwin.store import Note
 from lmtwin.types import Transition
 
 
-@pytest.mark.parametrize("text,count,expected", [
-    (" +3.41 -0.50\n", 2, [3.41, -0.5]),
-    ("dv = + 3.4, dc = -0.5 and more", 2, [3.4, -0.5]),
-    (" 1e-3 2", 2, [0.001, 2.0]),
-    (" .5", 1, [0.5]),
-])
+@pytest.mark.parametrize(
+    "text,count,expected",
+    [
+        (" +3.41 -0.50\n", 2, [3.41, -0.5]),
+        ("dv = + 3.4, dc = -0.5 and more", 2, [3.4, -0.5]),
+        (" 1e-3 2", 2, [0.001, 2.0]),
+        (" .5", 1, [0.5]),
+    ],
+)
 def test_parse_tolerates(text, count, expected):
     assert parse_numbers(text, count) == pytest.approx(expected)
 
@@ -34,9 +37,11 @@ def test_decimals_give_three_significant_digits():
 
 def test_render_rows_of_changes_with_notes_and_missing():
     schema = Schema([Variable("v", "state", "cm3", "tumour volume"), Variable("ca", "action")])
-    ex = [Transition("e", 0, {"v": 100.0}, {"ca": 5.0}, {"v": 98.5}),
-          Transition("e", 1, {"v": 98.5}, {}, {"v": 99.0}),
-          Transition("e", 2, {"v": 99.0}, {"ca": 0.0}, {})]
+    ex = [
+        Transition("e", 0, {"v": 100.0}, {"ca": 5.0}, {"v": 98.5}),
+        Transition("e", 1, {"v": 98.5}, {}, {"v": 99.0}),
+        Transition("e", 2, {"v": 99.0}, {"ca": 0.0}, {}),
+    ]
     q = Query({"v": 97.0}, {"ca": 5.0}, ["v"], schema, [Note(0, "chemo was doubled")])
     prompt, layout = render(q, ex)
     lines = prompt.splitlines()

@@ -64,8 +64,13 @@ def test_set_encoder_tunes_and_embeds_unseen_variable():
     v1 = enc.encode([({"x": 0.1}, {"u": 1.0})])
     assert v1.shape == (1, 32) and np.isfinite(v1).all()
     # a variable the encoder never saw: embedded through its name, no retraining
-    schema = Schema([Variable("x"), Variable("u", "action"),
-                     Variable("temp", "context", "C", "room temperature")])
+    schema = Schema(
+        [
+            Variable("x"),
+            Variable("u", "action"),
+            Variable("temp", "context", "C", "room temperature"),
+        ]
+    )
     enc.fit(data, schema)
     v2 = enc.encode([({"x": 0.1, "temp": 21.0}, {"u": 1.0})])
     assert v2.shape == (1, 32) and np.isfinite(v2).all()

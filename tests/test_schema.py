@@ -50,10 +50,15 @@ def test_unknown_variable_strict_and_lenient():
         s.validate({"bad name!": 1.0}, strict=False)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"name": "1x"}, {"name": "x", "role": "output"}, {"name": "x", "lower": 2, "upper": 1},
-    {"name": "x", "lower": math.nan},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"name": "1x"},
+        {"name": "x", "role": "output"},
+        {"name": "x", "lower": 2, "upper": 1},
+        {"name": "x", "lower": math.nan},
+    ],
+)
 def test_invalid_variables(kwargs):
     with pytest.raises(SchemaError):
         Variable(**kwargs)
@@ -64,6 +69,6 @@ def test_duplicate_and_bad_describe():
     with pytest.raises(SchemaError):
         s.add(Variable("x"))
     with pytest.raises(SchemaError):
-        s.describe("x", name="y")
+        s.describe("x", colour="red")
     with pytest.raises(UnknownVariable):
         s.remove("nope")

@@ -20,6 +20,7 @@ from lmtwin import (
     Variable,
 )
 from lmtwin.llm import ScriptedBackend
+from lmtwin.predictors import Query
 
 
 def test_predict_on_empty_twin_is_not_ready():
@@ -37,6 +38,11 @@ def test_before_any_data_the_twin_answers_like_persistence(xy_twin):
 
 def test_twin_learns_linear_system_in_context(xy_twin):
     feed_linear(xy_twin, 60)
+    p = xy_twin.predict({"x": 2.0}, {"u": 0.5})
+    assert p.by_predictor["numeric"]["x"] == pytest.approx(0.9 * 2.0 + 0.5, abs=0.05)
+    # no prediction was scored yet: equal weights
+    assert p.weights == {"persistence": 0.5, "numeric": 0.5}
+    feed_linear(xy_twin, 30, episode="f", predict=True)
     p = xy_twin.predict({"x": 2.0}, {"u": 0.5})
     assert p.mean["x"] == pytest.approx(0.9 * 2.0 + 0.5, abs=0.05)
     assert p.samples.shape == (50, 1)
@@ -101,7 +107,8 @@ def test_missing_is_not_zero(xy_twin):
 
 def test_schema_changes_while_running_and_reopen(tmp_path):
     path = tmp_path / "twin.db"
-    twin = Twin("a", variables=[Variable("x")], store=path, predictors=[Persistence(), LocalRidge()])
+    numeric = [Persistence(), LocalRidge()]
+    twin = Twin("a", variables=[Variable("x")], store=path, predictors=numeric)
     feed = [{"x": float(i)} for i in range(5)]
     for row in feed:
         twin.observe(row)
@@ -154,8 +161,8 @@ def test_unparseable_reply_retries_then_reports(xy_twin):
     xy_twin.predictors[-1] = LLMPredictor(ScriptedBackend(["???"]), retries=1)
     with pytest.raises(ParseError) as info:
         xy_twin.predictors[-1].predict(
-            __import__("lmtwin.predictors", fromlist=["Query"]).Query({"x": 2.0}, {"u": 0.0}, ["x"]),
-            xy_twin.retriever.transitions)
+            Query({"x": 2.0}, {"u": 0.0}, ["x"]), xy_twin.retriever.transitions
+        )
     assert info.value.raw == "???"
     p = xy_twin.predict({"x": 2.0}, {"u": 0.0})
     assert "llm" not in p.by_predictor
@@ -163,7 +170,7 @@ def test_unparseable_reply_retries_then_reports(xy_twin):
 
 
 def test_simulate_paths(xy_twin):
-    feed_linear(xy_twin, 60)
+    feed_linear(xy_twin, 60, predict=True)
     sim = xy_twin.simulate({"x": 1.0}, [{"u": 0.0}] * 5, n_paths=3)
     assert sim.paths.shape == (3, 6, 1)
     assert sim.paths[0, -1, 0] == pytest.approx(0.9**5, abs=0.05)

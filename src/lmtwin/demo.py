@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from lmtwin.predictors import LLMPredictor, LocalRidge, Persistence, Predictor
-from lmtwin.schema import Variable
-from lmtwin.systems.cancer import CANCER_VARIABLES, simulate_patients
+from lmtwin.systems.cancer import CANCER_VARIABLES, Variant, simulate_patients
 from lmtwin.twin import Score, Twin
 
-NOTE = ("From now on radiotherapy is given: ra is the dose in Gy; a dose of 2 Gy shrinks "
-        "the tumour volume v by about 10% that day.")
+NOTE = (
+    "From now on radiotherapy is given: ra is the dose in Gy; a dose of 2 Gy shrinks "
+    "the tumour volume v by about 10% that day."
+)
 
 
 @dataclass
@@ -53,7 +54,7 @@ def run_demo(
     n_pred = 0
     change_at = 0
     for i, patient in enumerate(first + second):
-        variant = "cancer-chemo" if i < half else "cancer"
+        variant: Variant = "cancer-chemo" if i < half else "cancer"
         if i == half:
             twin.add_variable(CANCER_VARIABLES[3])
             twin.add_knowledge(NOTE)
@@ -71,8 +72,9 @@ def run_demo(
                 n_pred += 1
             if on_step is not None:
                 on_step(twin, i, t)
-    tokens = [tok for p in twin.predictors if isinstance(p, LLMPredictor)
-              for tok in p.prompt_tokens_]
+    tokens = [
+        tok for p in twin.predictors if isinstance(p, LLMPredictor) for tok in p.prompt_tokens_
+    ]
     return DemoResult(twin.scores_, n_pred, time.perf_counter() - start, tokens, change_at)
 
 
@@ -86,29 +88,40 @@ def demo_twin(backend: Any | None, store: str | Path | None = None) -> Twin:
 
 def summarise(result: DemoResult, names: list[str]) -> dict[str, Any]:
     """Per-predictor MSE (raw units, per variable), combination ratio, coverage, speed."""
-    out: dict[str, Any] = {"predictions": result.predictions,
-                           "seconds_per_prediction": result.seconds / max(result.predictions, 1)}
+    out: dict[str, Any] = {
+        "predictions": result.predictions,
+        "seconds_per_prediction": result.seconds / max(result.predictions, 1),
+    }
     targets = sorted({s.target for s in result.scores})
     mse: dict[str, dict[str, float]] = {}
     for name in [*names, "combined"]:
         mse[name] = {}
         for t in targets:
-            rows = [s for s in result.scores if s.target == t
-                    and (name == "combined" or name in s.by_predictor)]
-            errs = [((s.combined if name == "combined" else s.by_predictor[name]) - s.actual) ** 2
-                    for s in rows]
+            rows = [
+                s
+                for s in result.scores
+                if s.target == t and (name == "combined" or name in s.by_predictor)
+            ]
+            errs = [
+                ((s.combined if name == "combined" else s.by_predictor[name]) - s.actual) ** 2
+                for s in rows
+            ]
             mse[name][t] = float(np.mean(errs)) if errs else float("nan")
     out["mse"] = mse
     # scaled error: each variable's MSE over persistence's, averaged over variables
     base = mse.get("persistence", {})
     out["relative_to_persistence"] = {
-        n: float(np.mean([m[t] / base[t] for t in targets if base.get(t)])) for n, m in mse.items()}
+        n: float(np.mean([m[t] / base[t] for t in targets if base.get(t)])) for n, m in mse.items()
+    }
     single = {n: r for n, r in out["relative_to_persistence"].items() if n != "combined"}
     best = min(single, key=lambda n: single[n])
     out["best_single"] = best
     out["combined_over_best"] = out["relative_to_persistence"]["combined"] / single[best]
-    inside = [s.lower <= s.actual <= s.upper for s in result.scores
-              if s.lower is not None and s.upper is not None]
+    inside = [
+        s.lower <= s.actual <= s.upper
+        for s in result.scores
+        if s.lower is not None and s.upper is not None
+    ]
     out["coverage"] = float(np.mean(inside)) if inside else float("nan")
     out["n_intervals"] = len(inside)
     if result.llm_prompt_tokens:

@@ -8,18 +8,20 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from lmtwin.twin import Score  # noqa: E402
+from lmtwin.twin import Score
 
 
-def trajectories(scores: Sequence[Score], episodes: Sequence[str], path: Path,
-                 change_episode: str | None = None) -> Path:
+def trajectories(
+    scores: Sequence[Score], episodes: Sequence[str], path: Path, change_episode: str | None = None
+) -> Path:
     """Predicted against actual trajectories, with intervals, one row per episode."""
     targets = sorted({s.target for s in scores})
-    fig, axes = plt.subplots(len(episodes), len(targets), figsize=(5 * len(targets),
-                             3.2 * len(episodes)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(episodes), len(targets), figsize=(5 * len(targets), 3.2 * len(episodes)), squeeze=False
+    )
     for i, ep in enumerate(episodes):
         for j, target in enumerate(targets):
             ax = axes[i][j]
@@ -30,8 +32,9 @@ def trajectories(scores: Sequence[Score], episodes: Sequence[str], path: Path,
             for k, name in enumerate(sorted({n for s in rows for n in s.by_predictor})):
                 pts = [(s.t, s.by_predictor[name]) for s in rows if name in s.by_predictor]
                 if pts and name != "persistence":
-                    ax.plot(*zip(*pts, strict=True), color=f"C{k + 2}", lw=0.8, alpha=0.7,
-                            label=name)
+                    ax.plot(
+                        *zip(*pts, strict=True), color=f"C{k + 2}", lw=0.8, alpha=0.7, label=name
+                    )
             iv = [(s.t, s.lower, s.upper) for s in rows if s.lower is not None]
             if iv:
                 ti, lo, hi = zip(*iv, strict=True)
@@ -49,17 +52,27 @@ def trajectories(scores: Sequence[Score], episodes: Sequence[str], path: Path,
     return path
 
 
-def error_curves(scores: Sequence[Score], path: Path, window: int = 60,
-                 change_at: int | None = None) -> Path:
+def error_curves(
+    scores: Sequence[Score], path: Path, window: int = 60, change_at: int | None = None
+) -> Path:
     """Rolling squared error (relative to persistence) of each predictor over the stream."""
     names = sorted({n for s in scores for n in s.by_predictor})
     fig, ax = plt.subplots(figsize=(9, 3.5))
-    base = np.array([(s.by_predictor.get("persistence", s.actual) - s.actual) ** 2 + 1e-12
-                     for s in scores])
+    base = np.array(
+        [(s.by_predictor.get("persistence", s.actual) - s.actual) ** 2 + 1e-12 for s in scores]
+    )
     kernel = np.ones(window)
     for name in [*names, "combined"]:
-        err = np.array([((s.combined if name == "combined" else s.by_predictor.get(name, np.nan))
-                         - s.actual) ** 2 for s in scores])
+        err = np.array(
+            [
+                (
+                    (s.combined if name == "combined" else s.by_predictor.get(name, np.nan))
+                    - s.actual
+                )
+                ** 2
+                for s in scores
+            ]
+        )
         ok = ~np.isnan(err)
         num = np.convolve(np.where(ok, err, 0.0), kernel, "same")
         den = np.convolve(np.where(ok, base, 0.0), kernel, "same")

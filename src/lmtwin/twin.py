@@ -114,10 +114,16 @@ class Twin:
         if not 0 < level < 1:
             raise ValueError("level must lie between 0 and 1")
         self.name = name
-        self.store: Store = (SQLiteStore(":memory:") if store is None
-                             else SQLiteStore(store) if isinstance(store, (str, Path)) else store)
+        self.store: Store = (
+            SQLiteStore(":memory:")
+            if store is None
+            else SQLiteStore(store)
+            if isinstance(store, (str, Path))
+            else store
+        )
         self.predictors: list[Predictor] = list(
-            default_predictors(backend) if predictors is None else predictors)
+            default_predictors(backend) if predictors is None else predictors
+        )
         self.retriever = retriever if retriever is not None else Retriever()
         self.strict = strict
         self.level = level
@@ -178,8 +184,13 @@ class Twin:
         return self.store.notes(self.name)
 
     # --- mirror ----------------------------------------------------------------------
-    def observe(self, values: Mapping[str, object], episode: str = "default",
-                t: float | None = None, strict: bool | None = None) -> Observation:
+    def observe(
+        self,
+        values: Mapping[str, object],
+        episode: str = "default",
+        t: float | None = None,
+        strict: bool | None = None,
+    ) -> Observation:
         """Record the values of some variables at time ``t`` of ``episode``.
 
         Values are validated before anything is stored; unknown names raise in strict
@@ -207,8 +218,10 @@ class Twin:
     def observe_many(self, observations: Sequence[Observation]) -> int:
         """Record many observations in one transaction (strict validation)."""
         with self._lock:
-            clean = [Observation(o.episode, o.t, self.schema.validate(o.values, strict=True))
-                     for o in observations]
+            clean = [
+                Observation(o.episode, o.t, self.schema.validate(o.values, strict=True))
+                for o in observations
+            ]
             self.store.append(self.name, clean, self.schema.version)
             for obs in clean:
                 self._link(obs)
@@ -221,8 +234,7 @@ class Twin:
         if last is None or obs.t <= last.t:
             return
         roles = self.schema.variables
-        state = {k: v for k, v in last.values.items()
-                 if k in roles and roles[k].role != "action"}
+        state = {k: v for k, v in last.values.items() if k in roles and roles[k].role != "action"}
         action = {k: v for k, v in last.values.items() if k in roles and roles[k].role == "action"}
         nxt = {k: v for k, v in obs.values.items() if k in roles and roles[k].role == "state"}
         self.retriever.add(Transition(obs.episode, last.t, state, action, nxt))
@@ -236,11 +248,19 @@ class Twin:
         self.hedge.update(actual, pending.state, pending.by_predictor)
         for target, value in actual.items():
             self.calibrator.add(target, value, pending.mean[target], pending.sigma[target])
-            self.scores_.append(Score(
-                obs.episode, obs.t, target, value, pending.mean[target],
-                pending.lower.get(target), pending.upper.get(target),
-                {n: f[target] for n, f in pending.by_predictor.items() if target in f},
-                weights))
+            self.scores_.append(
+                Score(
+                    obs.episode,
+                    obs.t,
+                    target,
+                    value,
+                    pending.mean[target],
+                    pending.lower.get(target),
+                    pending.upper.get(target),
+                    {n: f[target] for n, f in pending.by_predictor.items() if target in f},
+                    weights,
+                )
+            )
 
     # --- intervene -------------------------------------------------------------------
     def _split(self, values: Mapping[str, object]) -> tuple[dict[str, float], dict[str, float]]:
@@ -250,8 +270,12 @@ class Twin:
         action = {k: v for k, v in clean.items() if roles[k].role == "action"}
         return state, action
 
-    def predict(self, state: Mapping[str, object], action: Mapping[str, object] | None = None,
-                episode: str | None = None) -> Prediction:
+    def predict(
+        self,
+        state: Mapping[str, object],
+        action: Mapping[str, object] | None = None,
+        episode: str | None = None,
+    ) -> Prediction:
         """Predict the next state from ``state`` under ``action``.
 
         With ``episode``, the prediction is scored when that episode's next observation
@@ -265,25 +289,38 @@ class Twin:
             a.update(a2)
             targets = [n for n in self.schema.states if n in s]
             if not targets:
-                raise NotReady("nothing to predict: the state has no state variable"
-                               if self.schema.states else "the twin has no state variables")
+                raise NotReady(
+                    "nothing to predict: the state has no state variable"
+                    if self.schema.states
+                    else "the twin has no state variables"
+                )
             query = Query(s, a, targets, self.schema, self.notes)
-            examples = self.retriever.search(s, a, self.schema)
+            wanted = max((p.k for p in self.predictors), default=0)
+            examples = self.retriever.search(s, a, self.schema, k=wanted) if wanted else []
             forecasts, skipped = self._ask(query, examples)
             prediction = self._combine(query, forecasts, skipped, examples)
             if episode is not None:
                 self._pending[str(episode)] = _Pending(
-                    dict(s), prediction.by_predictor, prediction.mean,
-                    prediction.provenance["sigma"], prediction.lower, prediction.upper)
+                    dict(s),
+                    prediction.by_predictor,
+                    prediction.mean,
+                    prediction.provenance["sigma"],
+                    prediction.lower,
+                    prediction.upper,
+                )
             return prediction
 
-    def _ask(self, query: Query, examples: list[Transition]
-             ) -> tuple[dict[str, Forecast], dict[str, str]]:
+    def _ask(
+        self, query: Query, examples: list[Transition]
+    ) -> tuple[dict[str, Forecast], dict[str, str]]:
         forecasts: dict[str, Forecast] = {}
         skipped: dict[str, str] = {}
         for p in self.predictors:
             try:
-                forecasts[p.name] = p.predict(query, examples)
+                # examples are nearest last: each predictor gets its k nearest
+                forecasts[p.name] = p.predict(
+                    query, examples[max(0, len(examples) - p.k) :] if p.k else []
+                )
             except (NotReady, BackendError) as exc:
                 # reported in provenance: a clear fallback, never a silent guess
                 skipped[p.name] = f"{type(exc).__name__}: {exc}"
@@ -291,8 +328,13 @@ class Twin:
             raise NotReady(f"no predictor could answer: {skipped}")
         return forecasts, skipped
 
-    def _combine(self, query: Query, forecasts: dict[str, Forecast], skipped: dict[str, str],
-                 examples: list[Transition]) -> Prediction:
+    def _combine(
+        self,
+        query: Query,
+        forecasts: dict[str, Forecast],
+        skipped: dict[str, str],
+        examples: list[Transition],
+    ) -> Prediction:
         targets = query.targets
         weights = self.hedge.weights(list(forecasts))
         means = {n: f.mean for n, f in forecasts.items()}
@@ -304,8 +346,11 @@ class Twin:
         calibrated = True
         for j, t in enumerate(targets):
             cur = query.state[t]
-            sigma[t] = difficulty(float(spread[j]), float(mean[j] - cur),
-                                  float(np.sqrt(self.hedge.scale(t))) + abs(cur))
+            sigma[t] = difficulty(
+                float(spread[j]),
+                float(mean[j] - cur),
+                float(np.sqrt(self.hedge.scale(t))) + abs(cur),
+            )
             interval = self.calibrator.interval(t, float(mean[j]), sigma[t], self.level)
             if interval is None:
                 calibrated = False
@@ -319,8 +364,7 @@ class Twin:
                 samples[:, j] = mean[j] + z
         else:
             names = list(forecasts)
-            picks = self._rng.choice(len(names), size=self.n_samples,
-                                     p=[weights[n] for n in names])
+            picks = self._rng.choice(len(names), size=self.n_samples, p=[weights[n] for n in names])
             for i, p in enumerate(picks):
                 s = forecasts[names[p]].samples
                 samples[i] = s[self._rng.integers(len(s))]
@@ -328,9 +372,12 @@ class Twin:
             variables=targets,
             samples=samples,
             mean={t: float(mean[j]) for j, t in enumerate(targets)},
-            lower=lower, upper=upper, level=self.level,
-            by_predictor={n: {t: float(m[j]) for j, t in enumerate(targets)}
-                          for n, m in means.items()},
+            lower=lower,
+            upper=upper,
+            level=self.level,
+            by_predictor={
+                n: {t: float(m[j]) for j, t in enumerate(targets)} for n, m in means.items()
+            },
             weights=weights,
             provenance={
                 "n_examples": len(examples),
@@ -342,8 +389,13 @@ class Twin:
             },
         )
 
-    def simulate(self, state: Mapping[str, object], plan: Sequence[Mapping[str, object]],
-                 n_paths: int = 1, horizon: int | None = None) -> Simulation:
+    def simulate(
+        self,
+        state: Mapping[str, object],
+        plan: Sequence[Mapping[str, object]],
+        n_paths: int = 1,
+        horizon: int | None = None,
+    ) -> Simulation:
         """Roll predictions forward along ``plan`` (one action mapping per step), drawing
         one sample per step for each path. Costs ``horizon * n_paths`` predictions."""
         horizon = len(plan) if horizon is None else horizon
@@ -357,8 +409,11 @@ class Twin:
             paths[p, 0] = [current[v] for v in variables]
             for step in range(horizon):
                 pred = self.predict(current, plan[step])
-                row = pred.samples[self._rng.integers(len(pred.samples))] if p else np.array(
-                    [pred.mean[v] for v in pred.variables])
+                row = (
+                    pred.samples[self._rng.integers(len(pred.samples))]
+                    if p
+                    else np.array([pred.mean[v] for v in pred.variables])
+                )
                 current.update({v: float(x) for v, x in zip(pred.variables, row, strict=True)})
                 self._clip(current)
                 paths[p, step + 1] = [current[v] for v in variables]
@@ -373,8 +428,12 @@ class Twin:
                 values[k] = float(np.clip(v, lo, hi))
 
     # --- encoder ---------------------------------------------------------------------
-    def tune(self, steps: int = 200, progress: bool = True,
-             on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    def tune(
+        self,
+        steps: int = 200,
+        progress: bool = True,
+        on_step: Callable[[int, float], None] | None = None,
+    ) -> list[float]:
         """Fine-tune the retrieval encoder (only it) on the stored transitions.
 
         Replaces the raw encoder by the CALM-DT set encoder on first call; predictors are
@@ -406,9 +465,14 @@ class Twin:
             return losses
 
     # --- read ------------------------------------------------------------------------
-    def history(self, variable: str | None = None, episode: str | None = None,
-                t_from: float | None = None, t_to: float | None = None,
-                as_of: float | None = None) -> list[Observation]:
+    def history(
+        self,
+        variable: str | None = None,
+        episode: str | None = None,
+        t_from: float | None = None,
+        t_to: float | None = None,
+        as_of: float | None = None,
+    ) -> list[Observation]:
         """Stored observations, optionally as they were known at the time ``as_of``."""
         return self.store.observations(self.name, episode, variable, t_from, t_to, as_of)
 

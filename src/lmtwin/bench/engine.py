@@ -6,6 +6,7 @@ Reproduce with ``lmtwin bench engine`` (``--quick`` for a shorter run).
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import statistics
@@ -34,8 +35,12 @@ def bench_observe(n: int = 5000, repeats: int = 3) -> dict[str, Any]:
     rows = [{"v": 100.0 + i, "c": 1.0, "ca": 5.0} for i in range(n)]
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            twin = Twin("b", variables=CANCER_VARIABLES[:3], store=Path(tmp) / "t.db",
-                        predictors=[Persistence()])
+            twin = Twin(
+                "b",
+                variables=CANCER_VARIABLES[:3],
+                store=Path(tmp) / "t.db",
+                predictors=[Persistence()],
+            )
             start = time.perf_counter()
             for i, row in enumerate(rows):
                 twin.observe(row, episode="e", t=float(i))
@@ -48,15 +53,20 @@ def bench_observe(n: int = 5000, repeats: int = 3) -> dict[str, Any]:
             start = time.perf_counter()
             for i, row in enumerate(rows):
                 db.execute("BEGIN")
-                db.executemany("INSERT INTO o VALUES (?,?,?,?,?,?,?)",
-                               [("b", "e", i, k, x, 1, 0.0) for k, x in row.items()])
+                db.executemany(
+                    "INSERT INTO o VALUES (?,?,?,?,?,?,?)",
+                    [("b", "e", i, k, x, 1, 0.0) for k, x in row.items()],
+                )
                 db.execute("COMMIT")
             raw_rates.append(n / (time.perf_counter() - start))
             db.close()
-    return {"observations_per_second_median": statistics.median(rates),
-            "raw_sqlite_per_second_median": statistics.median(raw_rates),
-            "ratio_to_raw_sqlite": statistics.median(rates) / statistics.median(raw_rates),
-            "n": n, "repeats": repeats}
+    return {
+        "observations_per_second_median": statistics.median(rates),
+        "raw_sqlite_per_second_median": statistics.median(raw_rates),
+        "ratio_to_raw_sqlite": statistics.median(rates) / statistics.median(raw_rates),
+        "n": n,
+        "repeats": repeats,
+    }
 
 
 def _history(patients: int, seed: int) -> Retriever:
@@ -83,15 +93,24 @@ def bench_llm(backend: LLMBackend, queries: int = 30, k: int = 16) -> dict[str, 
         out = llm.predict(q, ex)
         lat.append(time.perf_counter() - start)
         tokens.append(out.info["prompt_tokens"])
-    return {"prompt_tokens_median": statistics.median(tokens),
-            "prompt_tokens_max": max(tokens),
-            "seconds_per_prediction_median": statistics.median(lat),
-            "predictions_per_second": 1.0 / statistics.median(lat),
-            "queries": len(rows), "k": k, "backend": backend.name}
+    return {
+        "prompt_tokens_median": statistics.median(tokens),
+        "prompt_tokens_max": max(tokens),
+        "seconds_per_prediction_median": statistics.median(lat),
+        "predictions_per_second": 1.0 / statistics.median(lat),
+        "queries": len(rows),
+        "k": k,
+        "backend": backend.name,
+    }
 
 
-def bench_retrieval(backend: LLMBackend, train_patients: int = 30, test_patients: int = 2,
-                    tune_steps: int = 300, seed: int = 5) -> dict[str, Any]:
+def bench_retrieval(
+    backend: LLMBackend,
+    train_patients: int = 30,
+    test_patients: int = 2,
+    tune_steps: int = 300,
+    seed: int = 5,
+) -> dict[str, Any]:
     """One-step MSE of the language-model predictor with raw and with fine-tuned
     retrieval from the same history (and of the numeric predictor, for reference)."""
     schema = Schema(CANCER_VARIABLES[:3])
@@ -113,11 +132,11 @@ def bench_retrieval(backend: LLMBackend, train_patients: int = 30, test_patients
         errs: dict[str, list[float]] = {"llm": [], "numeric": []}
         for p in test:
             rows = p.rows("cancer-chemo")
-            for row, nxt in zip(rows[:-1], rows[1:], strict=True):
+            for row, nxt in itertools.pairwise(rows):
                 q = Query({"v": row["v"], "c": row["c"]}, {"ca": row["ca"]}, ["v", "c"], schema)
-                ex = r.search(q.state, q.action, schema)
+                ex = r.search(q.state, q.action, schema, k=ridge.k)
                 for name, pred in (("llm", llm), ("numeric", ridge)):
-                    m = pred.predict(q, ex).mean
+                    m = pred.predict(q, ex[-pred.k :]).mean
                     errs[name].append(float(np.mean((m - [nxt["v"], nxt["c"]]) ** 2)))
         out[label] = {n: float(np.mean(e)) for n, e in errs.items()}
     out["llm_tuned_over_raw"] = out["tuned"]["llm"] / out["raw"]["llm"]
@@ -142,8 +161,12 @@ def run(backend: LLMBackend, quick: bool = False, out: Path | None = None) -> di
         ("observe", lambda: bench_observe(2000 if quick else 5000, 3)),
         ("llm", lambda: bench_llm(backend, 15 if quick else 40)),
         ("stream", lambda: bench_stream(backend, 4 if quick else 6)),
-        ("retrieval", lambda: bench_retrieval(backend, 15 if quick else 30, 1 if quick else 2,
-                                              150 if quick else 300)),
+        (
+            "retrieval",
+            lambda: bench_retrieval(
+                backend, 15 if quick else 30, 1 if quick else 2, 150 if quick else 300
+            ),
+        ),
     ]
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M"), "quick": quick}
     with Progress() as bar:
@@ -162,34 +185,43 @@ def run(backend: LLMBackend, quick: bool = False, out: Path | None = None) -> di
 def report(r: dict[str, Any]) -> str:
     o, llm, s, ret = r["observe"], r["llm"], r["stream"], r["retrieval"]
     mode = "quick" if r["quick"] else "full"
-    return "\n".join([
-        "# Engine benchmark", "",
-        f"Run {r['date']} ({mode}), `lmtwin bench engine{' --quick' if r['quick'] else ''}`, "
-        f"backend `{llm['backend']}`, 2 threads. Medians.", "",
-        "| target | measured | goal |", "|---|---|---|",
-        f"| observe into SQLite (1 commit each) | {o['observations_per_second_median']:.0f}/s "
-        f"({o['ratio_to_raw_sqlite']:.2f}x raw sqlite3 at "
-        f"{o['raw_sqlite_per_second_median']:.0f}/s) | >= 2000/s |",
-        f"| LM prompt tokens, 3 variables, {llm['k']} examples | median "
-        f"{llm['prompt_tokens_median']:.0f}, max {llm['prompt_tokens_max']} | <= 300 |",
-        f"| LM predictions per second | {llm['predictions_per_second']:.2f} "
-        f"({llm['seconds_per_prediction_median']:.2f} s each) | >= 1 |",
-        f"| combination / best single ({s['best_single']}), relative MSE | "
-        f"{s['combined_over_best']:.3f} | <= 1.0 |",
-        f"| combination / persistence, first 20 scored values | "
-        f"{s['first_20_scores_combined_over_persistence']:.3f} | <= 1.0 |",
-        f"| 90% conformal interval coverage | {s['coverage']:.1%} over {s['n_intervals']} | "
-        "85-95% |",
-        f"| LM one-step MSE, tuned / raw retrieval | {ret['llm_tuned_over_raw']:.3f} "
-        f"(raw {ret['raw']['llm']:.4g}, tuned {ret['tuned']['llm']:.4g}) | < 1.0 |",
-        "",
-        f"Numeric predictor with raw / tuned retrieval: {ret['raw']['numeric']:.4g} / "
-        f"{ret['tuned']['numeric']:.4g}. Encoder tuning took {ret['tune_seconds']:.1f} s on "
-        f"{ret['train_transitions']} transitions.", "",
-        "Per-predictor MSE on the demo stream (raw units):", "",
-        "| predictor | " + " | ".join(next(iter(s["mse"].values()))) + " |",
-        "|---|" + "---|" * len(next(iter(s["mse"].values()))),
-        *[f"| {n} | " + " | ".join(f"{v:.4g}" for v in m.values()) + " |"
-          for n, m in s["mse"].items()],
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Engine benchmark",
+            "",
+            f"Run {r['date']} ({mode}), `lmtwin bench engine{' --quick' if r['quick'] else ''}`, "
+            f"backend `{llm['backend']}`, 2 threads. Medians.",
+            "",
+            "| target | measured | goal |",
+            "|---|---|---|",
+            f"| observe into SQLite (1 commit each) | {o['observations_per_second_median']:.0f}/s "
+            f"({o['ratio_to_raw_sqlite']:.2f}x raw sqlite3 at "
+            f"{o['raw_sqlite_per_second_median']:.0f}/s) | >= 2000/s |",
+            f"| LM prompt tokens, 3 variables, {llm['k']} examples | median "
+            f"{llm['prompt_tokens_median']:.0f}, max {llm['prompt_tokens_max']} | <= 300 |",
+            f"| LM predictions per second | {llm['predictions_per_second']:.2f} "
+            f"({llm['seconds_per_prediction_median']:.2f} s each) | >= 1 |",
+            f"| combination / best single ({s['best_single']}), relative MSE | "
+            f"{s['combined_over_best']:.3f} | <= 1.0 |",
+            f"| combination / persistence, first 20 scored values | "
+            f"{s['first_20_scores_combined_over_persistence']:.3f} | <= 1.0 |",
+            f"| 90% conformal interval coverage | {s['coverage']:.1%} over {s['n_intervals']} | "
+            "85-95% |",
+            f"| LM one-step MSE, tuned / raw retrieval | {ret['llm_tuned_over_raw']:.3f} "
+            f"(raw {ret['raw']['llm']:.4g}, tuned {ret['tuned']['llm']:.4g}) | < 1.0 |",
+            "",
+            f"Numeric predictor with raw / tuned retrieval: {ret['raw']['numeric']:.4g} / "
+            f"{ret['tuned']['numeric']:.4g}. Encoder tuning took {ret['tune_seconds']:.1f} s on "
+            f"{ret['train_transitions']} transitions.",
+            "",
+            "Per-predictor MSE on the demo stream (raw units):",
+            "",
+            "| predictor | " + " | ".join(next(iter(s["mse"].values()))) + " |",
+            "|---|" + "---|" * len(next(iter(s["mse"].values()))),
+            *[
+                f"| {n} | " + " | ".join(f"{v:.4g}" for v in m.values()) + " |"
+                for n, m in s["mse"].items()
+            ],
+            "",
+        ]
+    )

@@ -45,8 +45,13 @@ class LlamaCppBackend:
 
     supports_grammar = True
 
-    def __init__(self, model: str = "gemma3-270m", n_threads: int | None = None,
-                 n_ctx: int = 2048, seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: str = "gemma3-270m",
+        n_threads: int | None = None,
+        n_ctx: int = 2048,
+        seed: int = 0,
+    ) -> None:
         try:
             import llama_cpp
         except ImportError as exc:
@@ -60,37 +65,56 @@ class LlamaCppBackend:
         try:
             with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
                 self._llm = llama_cpp.Llama(
-                    model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 2,
-                    logits_all=False, verbose=False, seed=seed,
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=n_threads or os.cpu_count() or 2,
+                    logits_all=False,
+                    verbose=False,
+                    seed=seed,
                 )
         except (ValueError, RuntimeError) as exc:
             raise BackendUnavailable(str(path), str(exc)) from exc
         self._grammars: dict[str, Any] = {}
+        self._closed = False
 
-    def complete(self, prompt: str, *, max_tokens: int = 32, temperature: float = 0.0,
-                 stop: list[str] | None = None, grammar: str | None = None,
-                 seed: int | None = None) -> Completion:
+    def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 32,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        grammar: str | None = None,
+        seed: int | None = None,
+    ) -> Completion:
         kwargs: dict[str, Any] = {}
         if grammar is not None:
             if grammar not in self._grammars:
                 self._grammars[grammar] = self._llama_cpp.LlamaGrammar.from_string(
-                    grammar, verbose=False)
+                    grammar, verbose=False
+                )
             kwargs["grammar"] = self._grammars[grammar]
         if seed is not None:
             kwargs["seed"] = seed
         try:
             out: Any = self._llm.create_completion(
-                prompt, max_tokens=max_tokens, temperature=temperature, top_p=1.0, top_k=0,
-                repeat_penalty=1.0, stop=stop or [], **kwargs,
+                prompt,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=1.0,
+                top_k=0,
+                repeat_penalty=1.0,
+                stop=stop or [],
+                **kwargs,
             )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"{self.name} failed: {exc}") from exc
         usage = out["usage"]
-        return Completion(out["choices"][0]["text"], int(usage["prompt_tokens"]),
-                          int(usage["completion_tokens"]))
+        return Completion(
+            out["choices"][0]["text"], int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        )
 
     def close(self) -> None:
-        llm = getattr(self, "_llm", None)
-        if llm is not None:
-            llm.close()
-            self._llm = None
+        if not self._closed:
+            self._llm.close()
+            self._closed = True

@@ -21,9 +21,15 @@ class OpenAICompatBackend:
             (llama.cpp's server); it is then sent in the request body.
     """
 
-    def __init__(self, base_url: str, model: str = "default", api_key: str = "none",
-                 timeout: float = 60.0, supports_grammar: bool = False,
-                 max_retries: int = 0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str = "default",
+        api_key: str = "none",
+        timeout: float = 60.0,
+        supports_grammar: bool = False,
+        max_retries: int = 0,
+    ) -> None:
         try:
             import openai
         except ImportError as exc:
@@ -33,19 +39,32 @@ class OpenAICompatBackend:
         self.model = model
         self.name = f"openai:{model}@{base_url}"
         self.supports_grammar = supports_grammar
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout,
-                                     max_retries=max_retries)
+        self._client = openai.OpenAI(
+            base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
+        )
 
-    def complete(self, prompt: str, *, max_tokens: int = 32, temperature: float = 0.0,
-                 stop: list[str] | None = None, grammar: str | None = None,
-                 seed: int | None = None) -> Completion:
+    def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 32,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        grammar: str | None = None,
+        seed: int | None = None,
+    ) -> Completion:
         extra: dict[str, Any] = {"repeat_penalty": 1.0}
         if grammar is not None and self.supports_grammar:
             extra["grammar"] = grammar
         try:
             out = self._client.completions.create(
-                model=self.model, prompt=prompt, max_tokens=max_tokens, temperature=temperature,
-                stop=stop or None, seed=seed, extra_body=extra,
+                model=self.model,
+                prompt=prompt,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=stop or None,
+                seed=seed,
+                extra_body=extra,
             )
         except (self._openai.APIConnectionError, self._openai.APITimeoutError) as exc:
             raise BackendUnavailable(self.base_url, str(exc)) from exc

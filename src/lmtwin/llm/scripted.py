@@ -18,9 +18,16 @@ class ScriptedBackend:
         self._i = 0
         self.prompts: list[str] = []
 
-    def complete(self, prompt: str, *, max_tokens: int = 32, temperature: float = 0.0,
-                 stop: list[str] | None = None, grammar: str | None = None,
-                 seed: int | None = None) -> Completion:
+    def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 32,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        grammar: str | None = None,
+        seed: int | None = None,
+    ) -> Completion:
         self.prompts.append(prompt)
         if callable(self._replies):
             text = self._replies(prompt)

@@ -42,10 +42,13 @@ class Predictor(Protocol):
     """Predicts from the retrieved ``examples`` only; never trained on the stream.
 
     Raise ``NotReady`` when it cannot answer (too few examples); ``ParseError`` or
-    ``BackendError`` when its model fails. Subclasses set ``name``.
+    ``BackendError`` when its model fails. Subclasses set ``name`` and ``k``, the number
+    of retrieved examples they want (0 for none): a language model's prompt budget allows
+    few, a local regression fits better on more.
     """
 
     name: str
+    k: int
 
     def predict(self, query: Query, examples: Sequence[Transition]) -> Forecast: ...
 

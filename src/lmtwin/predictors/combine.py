@@ -42,8 +42,12 @@ class Hedge:
     def scale(self, target: str) -> float:
         return self._scale.get(target, 0.0)
 
-    def update(self, actual: Mapping[str, float], current: Mapping[str, float],
-               forecasts: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    def update(
+        self,
+        actual: Mapping[str, float],
+        current: Mapping[str, float],
+        forecasts: Mapping[str, Mapping[str, float]],
+    ) -> dict[str, float]:
         """Score each predictor's point forecast against ``actual``; return the losses."""
         targets = [t for t in actual if t in current]
         for t in targets:
@@ -54,7 +58,8 @@ class Hedge:
         for name, forecast in forecasts.items():
             terms = [
                 (forecast[t] - actual[t]) ** 2 / (self._scale[t] + 1e-12)
-                for t in targets if t in forecast
+                for t in targets
+                if t in forecast
             ]
             if not terms:
                 continue

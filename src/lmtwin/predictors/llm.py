@@ -25,14 +25,24 @@ class LLMPredictor:
         grammar: constrain replies with a grammar when the backend supports it.
         describe: write the variables' descriptions and knowledge notes in the prompt.
         min_examples: below this many complete examples, raise NotReady.
+        k: examples in the prompt (16 keeps a 3-variable prompt under 300 tokens).
     """
 
     name = "llm"
 
-    def __init__(self, backend: LLMBackend, n_samples: int = 1, temperature: float = 0.7,
-                 retries: int = 2, grammar: bool = False, describe: bool = True,
-                 min_examples: int = 2) -> None:
+    def __init__(
+        self,
+        backend: LLMBackend,
+        n_samples: int = 1,
+        temperature: float = 0.7,
+        retries: int = 2,
+        grammar: bool = False,
+        describe: bool = True,
+        min_examples: int = 2,
+        k: int = 16,
+    ) -> None:
         self.backend = backend
+        self.k = k
         self.n_samples = n_samples
         self.temperature = temperature
         self.retries = retries
@@ -49,28 +59,44 @@ class LLMPredictor:
         if len(complete) < self.min_examples:
             raise NotReady(f"llm predictor has {len(complete)} complete examples")
         prompt, layout = render(query, complete, describe=self.describe)
-        grammar = (reply_grammar(len(query.targets))
-                   if self.grammar and self.backend.supports_grammar else None)
+        grammar = (
+            reply_grammar(len(query.targets))
+            if self.grammar and self.backend.supports_grammar
+            else None
+        )
         max_tokens = 8 * len(query.targets) + 4
         base = np.array([query.state[t] for t in query.targets])
-        samples, raw, tokens, failures = [], [], 0, 0
+        samples: list[np.ndarray] = []
+        tokens, failures = 0, 0
         attempt = 0
         while len(samples) < self.n_samples:
             temperature = 0.0 if attempt == 0 else self.temperature
-            out = self.backend.complete(prompt, max_tokens=max_tokens, temperature=temperature,
-                                        stop=["\n"], grammar=grammar, seed=attempt)
+            out = self.backend.complete(
+                prompt,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=["\n"],
+                grammar=grammar,
+                seed=attempt,
+            )
             tokens += out.prompt_tokens
             attempt += 1
             try:
                 samples.append(base + np.array(parse_numbers(out.text, len(query.targets))))
             except ParseError:
                 failures += 1
-                raw.append(out.text)
                 if failures > self.retries:
-                    raise ParseError(f"{self.backend.name} gave {failures} unparseable replies",
-                                     out.text) from None
+                    raise ParseError(
+                        f"{self.backend.name} gave {failures} unparseable replies", out.text
+                    ) from None
         self.prompt_tokens_.append(out.prompt_tokens)
-        return Forecast(np.asarray(samples), {
-            "prompt_tokens": out.prompt_tokens, "tokens": tokens, "parse_failures": failures,
-            "n_examples": len(complete), "columns": layout.inputs,
-        })
+        return Forecast(
+            np.asarray(samples),
+            {
+                "prompt_tokens": out.prompt_tokens,
+                "tokens": tokens,
+                "parse_failures": failures,
+                "n_examples": len(complete),
+                "columns": layout.inputs,
+            },
+        )

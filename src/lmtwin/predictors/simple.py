@@ -15,6 +15,7 @@ class Persistence:
     """Next = current. Needs no data; the floor every other predictor must beat."""
 
     name = "persistence"
+    k = 0
 
     def predict(self, query: Query, examples: Sequence[Transition]) -> Forecast:
         missing = [t for t in query.targets if t not in query.state]
@@ -28,7 +29,9 @@ def features(query: Query) -> list[str]:
     return sorted(query.state) + sorted(f"a:{k}" for k in query.action)
 
 
-def design(names: list[str], state: dict[str, float], action: dict[str, float]) -> list[float] | None:
+def design(
+    names: list[str], state: dict[str, float], action: dict[str, float]
+) -> list[float] | None:
     row = []
     for n in names:
         value = action.get(n[2:]) if n.startswith("a:") else state.get(n)
@@ -43,13 +46,15 @@ class LocalRidge:
     fitted on the k retrieved examples only (nearer examples weigh more).
 
     Args:
+        k: retrieved examples to fit on.
         alpha: ridge penalty on standardised inputs.
         min_examples: below this many usable examples, raise NotReady.
     """
 
     name = "numeric"
 
-    def __init__(self, alpha: float = 1e-3, min_examples: int = 3) -> None:
+    def __init__(self, k: int = 64, alpha: float = 1e-3, min_examples: int = 3) -> None:
+        self.k = k
         self.alpha = alpha
         self.min_examples = min_examples
 
@@ -66,7 +71,9 @@ class LocalRidge:
                 rows.append(row)
                 deltas.append(d)
         if len(rows) < self.min_examples:
-            raise NotReady(f"numeric predictor has {len(rows)} usable examples, needs {self.min_examples}")
+            raise NotReady(
+                f"numeric predictor has {len(rows)} usable examples, needs {self.min_examples}"
+            )
         X, Y, xq = np.asarray(rows), np.asarray(deltas, dtype=float), np.asarray(q)
         mu, sd = X.mean(axis=0), X.std(axis=0)
         sd[sd == 0] = 1.0
@@ -88,15 +95,18 @@ class NearestNeighbours:
     """Average change of the k nearest examples (in standardised input space)."""
 
     name = "knn"
+    k = 32
 
-    def __init__(self, k: int = 5) -> None:
-        self.k = k
+    def __init__(self, neighbours: int = 5) -> None:
+        self.neighbours = neighbours
 
     def predict(self, query: Query, examples: Sequence[Transition]) -> Forecast:
         names = features(query)
         q = design(names, query.state, query.action)
-        pairs = [(design(names, e.state, e.action), [e.delta(t) for t in query.targets])
-                 for e in examples]
+        pairs = [
+            (design(names, e.state, e.action), [e.delta(t) for t in query.targets])
+            for e in examples
+        ]
         usable = [(r, d) for r, d in pairs if r is not None and None not in d]
         if q is None or not usable:
             raise NotReady("knn has no usable examples")
@@ -105,6 +115,6 @@ class NearestNeighbours:
         sd = X.std(axis=0)
         sd[sd == 0] = 1.0
         dist = (((X - np.asarray(q)) / sd) ** 2).sum(axis=1)
-        near = np.argsort(dist)[: self.k]
+        near = np.argsort(dist)[: self.neighbours]
         base = np.array([query.state[t] for t in query.targets])
         return Forecast((base + Y[near].mean(axis=0))[None, :])

@@ -29,5 +29,6 @@ def reply_grammar(count: int) -> str:
     nums = ' " " '.join(["num"] * count)
     return (
         f'root ::= " " {nums} "\\n"\n'
-        'num ::= [+-] [0-9] [0-9]? [0-9]? [0-9]? [0-9]? [0-9]? ("." [0-9] [0-9]? [0-9]? [0-9]? [0-9]? [0-9]?)?\n'
+        'num ::= [+-] digits ("." digits)?\n'
+        "digits ::= [0-9] [0-9]? [0-9]? [0-9]? [0-9]? [0-9]?\n"
     )

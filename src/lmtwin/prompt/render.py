@@ -25,6 +25,11 @@ def decimals(values: Sequence[float], digits: int = 3) -> int:
     return int(min(6, max(0, digits - 1 - math.floor(math.log10(typical)))))
 
 
+def places(values: Sequence[float]) -> int:
+    """Decimals of an input column: none when every value is whole (doses, counts)."""
+    return 0 if all(float(v).is_integer() for v in values) else decimals(values)
+
+
 def fmt(value: float | None, places: int, signed: bool = False) -> str:
     if value is None:
         return "?"
@@ -47,11 +52,13 @@ class Layout:
         states = sorted(query.state)
         actions = sorted(query.action)
         inputs = states + actions
+
         def column(name: str, is_action: bool) -> list[float]:
             src = [e.action if is_action else e.state for e in examples]
             own = query.action if is_action else query.state
             return [s[name] for s in src if name in s] + [own[name]]
-        input_places = [decimals(column(n, i >= len(states))) for i, n in enumerate(inputs)]
+
+        input_places = [places(column(n, i >= len(states))) for i, n in enumerate(inputs)]
         target_places = [
             decimals([d for e in examples if (d := e.delta(t)) is not None]) for t in query.targets
         ]
@@ -66,7 +73,9 @@ class Layout:
         return " ".join(cells)
 
 
-def render(query: Query, examples: Sequence[Transition], describe: bool = True) -> tuple[str, Layout]:
+def render(
+    query: Query, examples: Sequence[Transition], describe: bool = True
+) -> tuple[str, Layout]:
     """Return the prompt and its layout. The prompt ends where the model's reply begins."""
     layout = Layout.for_query(query, examples)
     lines = []

@@ -45,9 +45,12 @@ class RawEncoder:
 
     def fit(self, transitions: Sequence[Transition], schema: Schema) -> None:
         names = [f"s:{n}" for n in schema.states + schema.contexts] + [
-            f"a:{n}" for n in schema.actions]
-        cols = [[v for tr in transitions if (v := _get(tr.state, tr.action, n)) is not None]
-                for n in names]
+            f"a:{n}" for n in schema.actions
+        ]
+        cols = [
+            [v for tr in transitions if (v := _get(tr.state, tr.action, n)) is not None]
+            for n in names
+        ]
         self.names_ = names
         self.mean_ = np.array([np.mean(c) if c else 0.0 for c in cols])
         std = np.array([np.std(c) if c else 1.0 for c in cols])
@@ -56,7 +59,8 @@ class RawEncoder:
 
     def covers(self, schema: Schema) -> bool:
         names = {f"s:{n}" for n in schema.states + schema.contexts} | {
-            f"a:{n}" for n in schema.actions}
+            f"a:{n}" for n in schema.actions
+        }
         return names == set(self.names_)
 
     def encode(self, contexts: Sequence[Context]) -> np.ndarray:
@@ -66,8 +70,10 @@ class RawEncoder:
                 v = _get(state, action, n)
                 if v is not None:
                     out[i, j] = (v - self.mean_[j]) / self.std_[j]
-        weights = np.array([self.action_weight if n.startswith("a:") else 1.0
-                            for n in self.names_], dtype=np.float32)
+        weights = np.array(
+            [self.action_weight if n.startswith("a:") else 1.0 for n in self.names_],
+            dtype=np.float32,
+        )
         return out * weights
 
 

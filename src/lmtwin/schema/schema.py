@@ -125,8 +125,9 @@ class Schema:
         except KeyError:
             raise UnknownVariable(name, list(self.variables)) from None
 
-    def _record(self, kind: Literal["add", "remove", "describe"], var: Variable,
-                at: float | None) -> SchemaChange:
+    def _record(
+        self, kind: Literal["add", "remove", "describe"], var: Variable, at: float | None
+    ) -> SchemaChange:
         change = SchemaChange(self.version + 1, time.time() if at is None else at, kind, var)
         self.history.append(change)
         return change
@@ -174,7 +175,9 @@ class Schema:
 
     def check_value(self, name: str, value: object) -> float:
         """Return ``value`` as a float, or raise InvalidValue."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)) and not _is_numpy_number(value):
+        if isinstance(value, bool) or (
+            not isinstance(value, (int, float)) and not _is_numpy_number(value)
+        ):
             raise InvalidValue(name, value, f"expected a number, got {type(value).__name__}")
         number = float(value)  # type: ignore[arg-type]
         if not math.isfinite(number):
@@ -194,7 +197,9 @@ class Schema:
         too, and the caller adds them (see ``unknown``).
         """
         if not isinstance(values, Mapping):
-            raise SchemaError(f"values must be a mapping of name to number, got {type(values).__name__}")
+            raise SchemaError(
+                f"values must be a mapping of name to number, got {type(values).__name__}"
+            )
         clean: dict[str, float] = {}
         for name, value in values.items():
             if name not in self.variables:

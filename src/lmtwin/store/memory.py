@@ -25,9 +25,15 @@ class MemoryStore:
             for k, v in o.values.items()
         )
 
-    def observations(self, twin: str, episode: str | None = None, variable: str | None = None,
-                     t_from: float | None = None, t_to: float | None = None,
-                     as_of: float | None = None) -> list[Observation]:
+    def observations(
+        self,
+        twin: str,
+        episode: str | None = None,
+        variable: str | None = None,
+        t_from: float | None = None,
+        t_to: float | None = None,
+        as_of: float | None = None,
+    ) -> list[Observation]:
         grouped: dict[tuple[str, float], dict[str, float]] = {}
         for tw, ep, t, var, value, _, rec in self._rows:
             if tw != twin or (episode is not None and ep != episode):

@@ -92,13 +92,24 @@ class SQLiteStore:
             rows,
         )
 
-    def observations(self, twin: str, episode: str | None = None, variable: str | None = None,
-                     t_from: float | None = None, t_to: float | None = None,
-                     as_of: float | None = None) -> list[Observation]:
+    def observations(
+        self,
+        twin: str,
+        episode: str | None = None,
+        variable: str | None = None,
+        t_from: float | None = None,
+        t_to: float | None = None,
+        as_of: float | None = None,
+    ) -> list[Observation]:
         sql = "SELECT episode, t, variable, value FROM observations WHERE twin = ?"
         args: list[Any] = [twin]
-        for clause, value in (("episode = ?", episode), ("variable = ?", variable),
-                              ("t >= ?", t_from), ("t <= ?", t_to), ("recorded_at <= ?", as_of)):
+        for clause, value in (
+            ("episode = ?", episode),
+            ("variable = ?", variable),
+            ("t >= ?", t_from),
+            ("t <= ?", t_to),
+            ("recorded_at <= ?", as_of),
+        ):
             if value is not None:
                 sql += f" AND {clause}"
                 args.append(value)
@@ -109,15 +120,19 @@ class SQLiteStore:
         return [Observation(ep, t, vals) for (ep, t), vals in grouped.items()]
 
     def append_schema_change(self, twin: str, change: SchemaChange) -> None:
-        self._write("INSERT INTO schema_changes (twin, change) VALUES (?, ?)",
-                    [(twin, json.dumps(change.to_dict()))])
+        self._write(
+            "INSERT INTO schema_changes (twin, change) VALUES (?, ?)",
+            [(twin, json.dumps(change.to_dict()))],
+        )
 
     def schema_changes(self, twin: str) -> list[SchemaChange]:
         rows = self._read("SELECT change FROM schema_changes WHERE twin = ? ORDER BY id", [twin])
         return [SchemaChange.from_dict(json.loads(r[0])) for r in rows]
 
     def append_note(self, twin: str, note: Note) -> None:
-        self._write("INSERT INTO notes (twin, at, text) VALUES (?, ?, ?)", [(twin, note.at, note.text)])
+        self._write(
+            "INSERT INTO notes (twin, at, text) VALUES (?, ?, ?)", [(twin, note.at, note.text)]
+        )
 
     def notes(self, twin: str, as_of: float | None = None) -> list[Note]:
         sql = "SELECT at, text FROM notes WHERE twin = ?"
@@ -130,7 +145,9 @@ class SQLiteStore:
     def twins(self) -> list[str]:
         rows = self._read(
             "SELECT twin FROM observations UNION SELECT twin FROM schema_changes"
-            " UNION SELECT twin FROM notes", [])
+            " UNION SELECT twin FROM notes",
+            [],
+        )
         return sorted(r[0] for r in rows)
 
     def close(self) -> None:

@@ -43,8 +43,9 @@ class Calibrator:
     def n(self, target: str) -> int:
         return len(self._res.get(target, ()))
 
-    def interval(self, target: str, predicted: float, sigma: float,
-                 level: float) -> tuple[float, float] | None:
+    def interval(
+        self, target: str, predicted: float, sigma: float, level: float
+    ) -> tuple[float, float] | None:
         """The ``level`` interval around ``predicted``, or None while uncalibrated."""
         res = self._res.get(target)
         if res is None or len(res) < self.min_residuals:
@@ -53,8 +54,9 @@ class Calibrator:
         s = np.array([x for _, x in res])
         cr = self._cls()
         cr.fit(residuals=r, sigmas=s)
-        lo, hi = cr.predict_int(y_hat=np.array([predicted]), sigmas=np.array([sigma]),
-                                confidence=level)[0]
+        lo, hi = cr.predict_int(
+            y_hat=np.array([predicted]), sigmas=np.array([sigma]), confidence=level
+        )[0]
         return float(lo), float(hi)
 
 
