@@ -3,7 +3,7 @@ import pytest
 from lmtwin import ParseError, Variable
 from lmtwin.predictors import Query
 from lmtwin.prompt import parse_numbers, render, reply_grammar
-from lmtwin.prompt.render import decimals
+from lmtwin.prompt.render import exponent
 from lmtwin.schema import Schema
 from lmtwin.store import Note
 from lmtwin.types import Transition
@@ -29,13 +29,15 @@ def test_parse_errors_carry_raw_text(text):
     assert info.value.raw == text
 
 
-def test_decimals_give_three_significant_digits():
-    assert decimals([312.4, 250.0]) == 0
-    assert decimals([0.0123]) == 4
-    assert decimals([0.0, 0.0]) == 0
+def test_exponent_gives_a_few_significant_digits():
+    assert exponent([312.4, 250.0], 3) == 0
+    assert exponent([0.0123], 3) == 4
+    assert exponent([0.0, 0.0], 3) == 0
+    assert exponent([5.0, 0.0, 5.0], 3) == 0  # whole numbers stay whole
+    assert exponent([5000.0], 2) == -2
 
 
-def test_render_rows_of_changes_with_notes_and_missing():
+def test_render_rows_of_scaled_changes_with_notes_and_missing():
     schema = Schema([Variable("v", "state", "cm3", "tumour volume"), Variable("ca", "action")])
     ex = [
         Transition("e", 0, {"v": 100.0}, {"ca": 5.0}, {"v": 98.5}),
@@ -45,14 +47,14 @@ def test_render_rows_of_changes_with_notes_and_missing():
     q = Query({"v": 97.0}, {"ca": 5.0}, ["v"], schema, [Note(0, "chemo was doubled")])
     prompt, layout = render(q, ex)
     lines = prompt.splitlines()
-    assert lines[0] == "# v: tumour volume cm3 (state)"
+    assert lines[0] == "# v: tumour volume [cm3]"
     assert "# note: chemo was doubled" in lines
-    assert "# v ca -> dv" in lines
-    assert "100.0 5 -> -1.50" in lines
-    assert "98.5 ? -> +0.50" in lines
+    assert "# v*10 ca -> dv*10" in lines
+    assert "1000 5 -> -15" in lines
+    assert "985 ? -> 5" in lines  # a missing action is written as ?, not 0
     assert len([x for x in lines if "->" in x]) == 4  # header, 2 complete examples, query
-    assert lines[-1] == "97.0 5 ->"
-    assert layout.targets == ["v"]
+    assert lines[-1] == "970 5 ->"
+    assert layout.decode([-15.0]) == [-1.5]
 
 
 def test_grammar_mentions_every_number():

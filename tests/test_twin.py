@@ -137,7 +137,7 @@ def test_predict_rejects_unknown_and_misplaced(xy_twin):
 
 
 def test_llm_predictor_plumbing_with_scripted_backend(xy_twin):
-    backend = ScriptedBackend(lambda prompt: " +0.5\n")
+    backend = ScriptedBackend(lambda prompt: " 50\n")
     xy_twin.predictors.append(LLMPredictor(backend))
     xy_twin.add_knowledge("pushes are stronger on Mondays")
     feed_linear(xy_twin, 10)
@@ -145,12 +145,14 @@ def test_llm_predictor_plumbing_with_scripted_backend(xy_twin):
     assert p.by_predictor["llm"]["x"] == pytest.approx(2.5)
     prompt = backend.prompts[-1]
     assert "# note: pushes are stronger on Mondays" in prompt
-    assert "# x: position m (state)" in prompt
-    assert prompt.endswith("2.00 0.5 ->") or prompt.splitlines()[-1].endswith("->")
+    assert "# x: position [m]" in prompt
+    assert "-> dx*100" in prompt  # changes of x are written in hundredths
+    assert "# x*100 u*1000 -> dx*100" in prompt
+    assert prompt.splitlines()[-1] == "200 500 ->"
 
 
 def test_unparseable_reply_retries_then_reports(xy_twin):
-    backend = ScriptedBackend(["I think it goes up", "no idea", "+0.25"])
+    backend = ScriptedBackend(["I think it goes up", "no idea", " 25"])
     llm = LLMPredictor(backend, retries=2)
     xy_twin.predictors.append(llm)
     feed_linear(xy_twin, 10)

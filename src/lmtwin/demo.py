@@ -93,18 +93,18 @@ def summarise(result: DemoResult, names: list[str]) -> dict[str, Any]:
         "seconds_per_prediction": result.seconds / max(result.predictions, 1),
     }
     targets = sorted({s.target for s in result.scores})
+    # compare on the values every predictor answered, so no one is scored on easier steps
+    common = [s for s in result.scores if all(n in s.by_predictor for n in names)]
+    out["answered_by_all"] = len(common)
+    out["scored"] = len(result.scores)
     mse: dict[str, dict[str, float]] = {}
     for name in [*names, "combined"]:
         mse[name] = {}
         for t in targets:
-            rows = [
-                s
-                for s in result.scores
-                if s.target == t and (name == "combined" or name in s.by_predictor)
-            ]
             errs = [
                 ((s.combined if name == "combined" else s.by_predictor[name]) - s.actual) ** 2
-                for s in rows
+                for s in common
+                if s.target == t
             ]
             mse[name][t] = float(np.mean(errs)) if errs else float("nan")
     out["mse"] = mse

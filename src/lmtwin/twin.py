@@ -38,6 +38,7 @@ class _Pending:
     sigma: dict[str, float]
     lower: dict[str, float]
     upper: dict[str, float]
+    weights: dict[str, float]
 
 
 @dataclass
@@ -244,7 +245,6 @@ class Twin:
 
     def _score(self, obs: Observation, pending: _Pending) -> None:
         actual = {t: obs.values[t] for t in pending.mean if t in obs.values}
-        weights = self.hedge.weights(list(pending.by_predictor))
         self.hedge.update(actual, pending.state, pending.by_predictor)
         for target, value in actual.items():
             self.calibrator.add(target, value, pending.mean[target], pending.sigma[target])
@@ -258,7 +258,7 @@ class Twin:
                     pending.lower.get(target),
                     pending.upper.get(target),
                     {n: f[target] for n, f in pending.by_predictor.items() if target in f},
-                    weights,
+                    pending.weights,
                 )
             )
 
@@ -307,6 +307,7 @@ class Twin:
                     prediction.provenance["sigma"],
                     prediction.lower,
                     prediction.upper,
+                    prediction.weights,
                 )
             return prediction
 

@@ -82,7 +82,9 @@ class LLMPredictor:
             tokens += out.prompt_tokens
             attempt += 1
             try:
-                samples.append(base + np.array(parse_numbers(out.text, len(query.targets))))
+                samples.append(
+                    base + np.array(layout.decode(parse_numbers(out.text, len(query.targets))))
+                )
             except ParseError:
                 failures += 1
                 if failures > self.retries:

@@ -25,10 +25,11 @@ def parse_numbers(text: str, count: int) -> list[float]:
 
 
 def reply_grammar(count: int) -> str:
-    """GBNF for ``count`` signed numbers separated by spaces, then a newline."""
+    """GBNF for ``count`` integers (optionally signed, optionally with decimals)
+    separated by spaces, then a newline."""
     nums = ' " " '.join(["num"] * count)
     return (
         f'root ::= " " {nums} "\\n"\n'
-        'num ::= [+-] digits ("." digits)?\n'
+        'num ::= "-"? digits ("." digits)?\n'
         "digits ::= [0-9] [0-9]? [0-9]? [0-9]? [0-9]? [0-9]?\n"
     )

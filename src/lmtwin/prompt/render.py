@@ -1,9 +1,10 @@
 """Render a schema, knowledge notes, examples and a query as a completion prompt.
 
-Examples are written as rows of inputs followed by the change of each target (deltas
-beat absolute next states by almost 3x for small models, see DESIGN.md). Each column has
-a fixed number of decimals chosen from its typical magnitude, so every number has about
-three significant digits and the prompt stays short.
+Examples are rows of inputs followed by the change of each target: deltas beat absolute
+next states by almost 3x for small models (DESIGN.md). Numbers are written as integers
+in a per-column scale, as in LLMTime: each column is multiplied by a power of ten so a
+typical value has a few significant digits, and the column header names the scale
+(``c*100``). No decimal points and no plus signs: fewer tokens for the same information.
 """
 
 from __future__ import annotations
@@ -16,61 +17,82 @@ from lmtwin.predictors.base import Query
 from lmtwin.types import Transition
 
 
-def decimals(values: Sequence[float], digits: int = 3) -> int:
-    """Decimals that give about ``digits`` significant digits to a typical value."""
-    mags = [abs(v) for v in values if v != 0 and math.isfinite(v)]
+def exponent(values: Sequence[float], digits: int) -> int:
+    """The power of ten that gives a typical value of ``values`` about ``digits``
+    significant digits as an integer (never below 0 for whole-number columns)."""
+    mags = sorted(abs(v) for v in values if v != 0 and math.isfinite(v))
     if not mags:
         return 0
-    typical = sorted(mags)[len(mags) // 2]
-    return int(min(6, max(0, digits - 1 - math.floor(math.log10(typical)))))
+    typical = mags[len(mags) // 2]
+    e = digits - 1 - math.floor(math.log10(typical))
+    if all(float(v).is_integer() for v in values):
+        e = min(e, 0)
+    return int(max(-6, min(6, e)))
 
 
-def places(values: Sequence[float]) -> int:
-    """Decimals of an input column: none when every value is whole (doses, counts)."""
-    return 0 if all(float(v).is_integer() for v in values) else decimals(values)
-
-
-def fmt(value: float | None, places: int, signed: bool = False) -> str:
+def fmt(value: float | None, e: int) -> str:
+    """``value`` times 10**e as an integer, or ``?`` when missing."""
     if value is None:
         return "?"
-    text = f"{value:+.{places}f}" if signed else f"{value:.{places}f}"
-    return "0" if text.lstrip("+-") == f"{0:.{places}f}" and places == 0 else text
+    return str(round(value * 10.0**e))
+
+
+def header(name: str, e: int) -> str:
+    return name if e == 0 else f"{name}*{10**e}" if e > 0 else f"{name}/{10**-e}"
 
 
 @dataclass
 class Layout:
-    """The columns of a prompt: inputs (state then action names) and targets, with the
-    decimals of each column."""
+    """The columns of a prompt: state inputs, action inputs and targets, with the
+    power of ten each column is scaled by."""
 
-    inputs: list[str]
+    states: list[str]
+    actions: list[str]
     targets: list[str]
-    input_places: list[int]
-    target_places: list[int]
+    input_exp: list[int]
+    target_exp: list[int]
+
+    @property
+    def inputs(self) -> list[str]:
+        return self.states + self.actions
 
     @classmethod
-    def for_query(cls, query: Query, examples: Sequence[Transition]) -> Layout:
-        states = sorted(query.state)
-        actions = sorted(query.action)
-        inputs = states + actions
+    def for_query(
+        cls,
+        query: Query,
+        examples: Sequence[Transition],
+        digits_in: int = 3,
+        digits_out: int = 2,
+    ) -> Layout:
+        states, actions = sorted(query.state), sorted(query.action)
 
         def column(name: str, is_action: bool) -> list[float]:
-            src = [e.action if is_action else e.state for e in examples]
-            own = query.action if is_action else query.state
-            return [s[name] for s in src if name in s] + [own[name]]
+            rows = [e.action if is_action else e.state for e in examples]
+            rows.append(query.action if is_action else query.state)
+            return [r[name] for r in rows if name in r]
 
-        input_places = [places(column(n, i >= len(states))) for i, n in enumerate(inputs)]
-        target_places = [
-            decimals([d for e in examples if (d := e.delta(t)) is not None]) for t in query.targets
+        input_exp = [exponent(column(n, False), digits_in) for n in states] + [
+            exponent(column(n, True), digits_in) for n in actions
         ]
-        return cls(inputs, query.targets, input_places, target_places)
+        target_exp = [
+            exponent([d for e in examples if (d := e.delta(t)) is not None], digits_out)
+            for t in query.targets
+        ]
+        return cls(states, actions, list(query.targets), input_exp, target_exp)
 
     def row(self, state: dict[str, float], action: dict[str, float]) -> str:
-        n_states = len(self.inputs) - len(action)
-        cells = []
-        for i, (name, places) in enumerate(zip(self.inputs, self.input_places, strict=True)):
-            value = (state if i < n_states else action).get(name)
-            cells.append(fmt(value, places))
-        return " ".join(cells)
+        values = [state.get(n) for n in self.states] + [action.get(n) for n in self.actions]
+        return " ".join(fmt(v, e) for v, e in zip(values, self.input_exp, strict=True))
+
+    def changes(self, transition: Transition) -> str | None:
+        d = [transition.delta(t) for t in self.targets]
+        if any(v is None for v in d):
+            return None
+        return " ".join(fmt(v, e) for v, e in zip(d, self.target_exp, strict=True))
+
+    def decode(self, numbers: Sequence[float]) -> list[float]:
+        """Changes in the variables' own units from the numbers of a reply."""
+        return [x / 10.0**e for x, e in zip(numbers, self.target_exp, strict=True)]
 
 
 def render(
@@ -83,18 +105,18 @@ def render(
         for name in layout.inputs:
             if name in query.schema:
                 var = query.schema[name]
-                unit = f" {var.unit}" if var.unit else ""
+                unit = f" [{var.unit}]" if var.unit else ""
                 text = f" {var.description}" if var.description else ""
-                lines.append(f"# {name}:{text}{unit} ({var.role})")
-        for note in query.notes:
-            lines.append(f"# note: {note.text}")
-    changes = " ".join(f"d{t}" for t in layout.targets)
-    lines.append(f"# {' '.join(layout.inputs)} -> {changes}")
+                lines.append(f"# {name}:{text}{unit}")
+        lines.extend(f"# note: {note.text}" for note in query.notes)
+    cols = " ".join(header(n, e) for n, e in zip(layout.inputs, layout.input_exp, strict=True))
+    outs = " ".join(
+        header(f"d{n}", e) for n, e in zip(layout.targets, layout.target_exp, strict=True)
+    )
+    lines.append(f"# {cols} -> {outs}")
     for ex in examples:
-        d = [ex.delta(t) for t in layout.targets]
-        if any(v is None for v in d):
-            continue
-        out = " ".join(fmt(v, p, signed=True) for v, p in zip(d, layout.target_places, strict=True))
-        lines.append(f"{layout.row(ex.state, ex.action)} -> {out}")
+        changes = layout.changes(ex)
+        if changes is not None:
+            lines.append(f"{layout.row(ex.state, ex.action)} -> {changes}")
     lines.append(f"{layout.row(query.state, query.action)} ->")
     return "\n".join(lines), layout

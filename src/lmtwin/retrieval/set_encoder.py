@@ -184,9 +184,9 @@ class SetEncoder:
             optim.zero_grad()
             loss.backward()
             optim.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             if progress is not None:
-                progress(step, float(loss))
+                progress(step, losses[-1])
         self.trained_steps_ += steps
         self.version += 1
         return losses
