@@ -25,7 +25,7 @@ def api(tmp_path):
 def test_twin_crud(api):
     body = api.get("/twins/plant").json()
     assert [v["name"] for v in body["variables"]] == ["x", "u"]
-    assert body["predictors"] == ["persistence", "ridge"] or len(body["predictors"]) == 2
+    assert body["predictors"] == ["persistence", "numeric"]  # numeric by default
     assert body["n_notes"] == 1 and body["strict"] is True
     assert api.get("/twins").json() == ["plant"]
     r = api.patch("/twins/plant", json={"description": "a test plant", "level": 0.8})
@@ -151,7 +151,7 @@ def test_predict_and_simulate_with_intervals(api):
     assert p["provenance"]["calibrated"] is True
     assert p["lower"]["x"] <= p["mean"]["x"] <= p["upper"]["x"]
     assert abs(p["mean"]["x"] - 2.3) < 0.2
-    assert set(p["by_predictor"]) == {"persistence", "ridge"} or len(p["by_predictor"]) == 2
+    assert set(p["by_predictor"]) == {"persistence", "numeric"}
     # state omitted: the episode's latest state
     assert api.post("/twins/plant/predict", json={"episode": "e"}).status_code == 200
     sim = api.post("/twins/plant/simulate",
