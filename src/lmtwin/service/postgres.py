@@ -1,0 +1,132 @@
+"""PostgreSQL store (psycopg 3): the server choice when several processes share twins.
+
+Same long format as the SQLite store; each ``append`` is one transaction, committed
+before it returns. Lives with the service for now; it satisfies ``lmtwin.store.Store``
+and passes ``check_store``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lmtwin.errors import DependencyNotInstalled, StoreError
+from lmtwin.schema import SchemaChange
+from lmtwin.store.base import Note
+from lmtwin.types import Observation
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS observations (
+        id BIGSERIAL PRIMARY KEY,
+        twin TEXT NOT NULL,
+        episode TEXT NOT NULL,
+        t DOUBLE PRECISION NOT NULL,
+        variable TEXT NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        schema_version INTEGER NOT NULL,
+        recorded_at DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS obs_twin_ep_t ON observations (twin, episode, t)",
+    "CREATE INDEX IF NOT EXISTS obs_twin_var ON observations (twin, variable, t)",
+    """CREATE TABLE IF NOT EXISTS schema_changes (
+        id BIGSERIAL PRIMARY KEY, twin TEXT NOT NULL, change TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS notes (
+        id BIGSERIAL PRIMARY KEY, twin TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
+        text TEXT NOT NULL)""",
+]
+
+
+class PostgresStore:
+    """Append-only store on PostgreSQL. Thread-safe (one connection behind a lock).
+
+    Example:
+        >>> store = PostgresStore("postgresql://user@127.0.0.1:5432/twins")  # doctest: +SKIP
+    """
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise DependencyNotInstalled("psycopg", "service") from exc
+        self._psycopg = psycopg
+        self.url = url
+        self._lock = threading.Lock()
+        try:
+            self._db = psycopg.connect(url, autocommit=True)
+            with self._db.transaction():
+                # one creator at a time when several processes start together
+                self._db.execute("SELECT pg_advisory_xact_lock(7432001)")
+                for sql in _SCHEMA:
+                    self._db.execute(sql)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open PostgreSQL store: {exc}") from exc
+
+    def _write(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        with self._lock:
+            try:
+                with self._db.transaction(), self._db.cursor() as cur:
+                    cur.executemany(sql, rows)
+            except self._psycopg.Error as exc:
+                raise StoreError(f"write to PostgreSQL failed: {exc}") from exc
+
+    def _read(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except self._psycopg.Error as exc:
+                raise StoreError(f"read from PostgreSQL failed: {exc}") from exc
+
+    def append(self, twin: str, observations: Sequence[Observation], schema_version: int) -> None:
+        now = time.time()
+        rows = [(twin, o.episode, float(o.t), k, float(v), schema_version, now)
+                for o in observations for k, v in o.values.items()]
+        self._write("INSERT INTO observations (twin, episode, t, variable, value,"
+                    " schema_version, recorded_at) VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+
+    def observations(self, twin: str, episode: str | None = None, variable: str | None = None,
+                     t_from: float | None = None, t_to: float | None = None,
+                     as_of: float | None = None) -> list[Observation]:
+        sql = "SELECT episode, t, variable, value FROM observations WHERE twin = %s"
+        args: list[Any] = [twin]
+        for clause, value in (("episode = %s", episode), ("variable = %s", variable),
+                              ("t >= %s", t_from), ("t <= %s", t_to),
+                              ("recorded_at <= %s", as_of)):
+            if value is not None:
+                sql += f" AND {clause}"
+                args.append(value)
+        grouped: dict[tuple[str, float], dict[str, float]] = {}
+        for ep, t, var, value in self._read(sql + " ORDER BY episode, t, id", args):
+            grouped.setdefault((ep, t), {})[var] = value
+        return [Observation(ep, t, vals) for (ep, t), vals in grouped.items()]
+
+    def append_schema_change(self, twin: str, change: SchemaChange) -> None:
+        self._write("INSERT INTO schema_changes (twin, change) VALUES (%s, %s)",
+                    [(twin, json.dumps(change.to_dict()))])
+
+    def schema_changes(self, twin: str) -> list[SchemaChange]:
+        rows = self._read("SELECT change FROM schema_changes WHERE twin = %s ORDER BY id",
+                          [twin])
+        return [SchemaChange.from_dict(json.loads(r[0])) for r in rows]
+
+    def append_note(self, twin: str, note: Note) -> None:
+        self._write("INSERT INTO notes (twin, at, text) VALUES (%s, %s, %s)",
+                    [(twin, note.at, note.text)])
+
+    def notes(self, twin: str, as_of: float | None = None) -> list[Note]:
+        sql = "SELECT at, text FROM notes WHERE twin = %s"
+        args: list[Any] = [twin]
+        if as_of is not None:
+            sql += " AND at <= %s"
+            args.append(as_of)
+        return [Note(at, text) for at, text in self._read(sql + " ORDER BY id", args)]
+
+    def twins(self) -> list[str]:
+        rows = self._read("SELECT twin FROM observations UNION SELECT twin FROM schema_changes"
+                          " UNION SELECT twin FROM notes", [])
+        return sorted(r[0] for r in rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
