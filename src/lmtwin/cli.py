@@ -202,5 +202,20 @@ def bench_engine(
     console.print(f"written: {out / 'engine.md'}, {out / 'engine.json'}")
 
 
+@bench_app.command("service")
+def bench_service(
+    quick: Annotated[bool, typer.Option(help="4 s loads and 3 kill rounds instead of 10")] = False,
+    out: Annotated[Path, typer.Option(help="folder for service.json and service.md")] = Path(
+        "results"),
+) -> None:
+    """The service's targets on 127.0.0.1: HTTP and MQTT ingest rate and ack latency,
+    state read latency, and SIGKILL during ingest (every acknowledged observation kept)."""
+    from lmtwin.service import bench
+
+    results = bench.run(quick=quick, out=out, progress=console.print)
+    console.print(bench.report(results))
+    console.print(f"written: {out / 'service.md'}, {out / 'service.json'}")
+
+
 def main() -> None:  # pragma: no cover
     app()

@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -34,7 +34,7 @@ from lmtwin.llm.base import LLMBackend
 from lmtwin.schema import Variable
 from lmtwin.service import models as m
 from lmtwin.service.assimilation import Noise
-from lmtwin.service.auth import Principal, authenticate, new_key, require
+from lmtwin.service.auth import KeyCache, Principal, authenticate, new_key, require
 from lmtwin.service.core import TwinService
 from lmtwin.service.dashboard import dashboard_page
 from lmtwin.service.errors import (
@@ -132,16 +132,20 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": payload})
 
 
-def svc(request: Request) -> TwinService:
+async def svc(request: Request) -> TwinService:
     service: TwinService = request.app.state.service
     return service
 
 
-def auth(scope: Any, allow_query: bool = False) -> Callable[[Request], Principal]:
-    """A dependency that authenticates the caller and checks ``scope`` on the path's twin."""
-    def dependency(request: Request) -> Principal:
-        s = svc(request)
-        principal = authenticate(request, s.settings, s.db, allow_query)
+def auth(scope: Any, allow_query: bool = False) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that authenticates the caller and checks ``scope`` on the path's twin.
+
+    Async on purpose: with the key cache it costs microseconds, and sync dependencies
+    would cost every request a hop through the thread pool."""
+    async def dependency(request: Request) -> Principal:
+        s: TwinService = request.app.state.service
+        principal = authenticate(request, s.settings, s.db, allow_query,
+                                 request.app.state.keys)
         require(principal, scope, request.path_params.get("name"))
         return principal
     return dependency
@@ -173,6 +177,7 @@ def create_app(settings: Settings | None = None, backend: LLMBackend | None = No
                             else await run_in_threadpool(TwinService, settings, backend))
         running.events.bind(asyncio.get_running_loop())
         app.state.service = running
+        app.state.keys = KeyCache()
         ingest = None
         if settings.mqtt_host:
             from lmtwin.service.mqtt import MqttIngest
@@ -230,7 +235,7 @@ def create_app(settings: Settings | None = None, backend: LLMBackend | None = No
 
     @app.get("/twins", responses=errors)
     def list_twins(s: Service, request: Request) -> list[str]:
-        principal = authenticate(request, s.settings, s.db)
+        principal = authenticate(request, s.settings, s.db, cache=app.state.keys)
         return [n for n in s.names() if principal.allows("read", n)]
 
     @app.post("/twins", status_code=201, response_model=m.TwinOut, responses=errors)
@@ -312,9 +317,13 @@ def create_app(settings: Settings | None = None, backend: LLMBackend | None = No
         return s.history(name, variable, episode, t_from, t_to, as_of, limit)
 
     @app.get("/twins/{name}/state", responses=errors)
-    def state(name: str, s: Service, _: Read, episode: str = "default",
-              as_of: float | None = None) -> dict[str, Any]:
-        return s.state(name, episode, as_of)
+    async def state(name: str, s: Service, _: Read, episode: str = "default",
+                    as_of: float | None = None) -> dict[str, Any]:
+        # the latest state is served from memory on the event loop: no thread hop
+        view = None if as_of is not None else s.cached_state(name, episode)
+        if view is not None:
+            return view
+        return await run_in_threadpool(s.state, name, episode, as_of)
 
     # --- intervene -----------------------------------------------------------------
     @app.post("/twins/{name}/predict", response_model=m.PredictionOut, responses=errors)
@@ -331,7 +340,7 @@ def create_app(settings: Settings | None = None, backend: LLMBackend | None = No
     async def events(name: str, request: Request,
                      _: ReadQuery,
                      episode: str = "default") -> StreamingResponse:
-        s = svc(request)
+        s: TwinService = request.app.state.service
         first = await run_in_threadpool(s.state, name, episode)
         queue = s.events.subscribe(name)
 
@@ -374,6 +383,7 @@ def create_app(settings: Settings | None = None, backend: LLMBackend | None = No
     def revoke_key(key_id: str, s: Service, _: Admin) -> Response:
         if not s.db.revoke_key(key_id):
             raise KeyNotFound(key_id)
+        app.state.keys.clear()
         log.info("API key %s revoked", key_id)
         return Response(status_code=204)
 

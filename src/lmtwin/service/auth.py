@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -60,8 +61,34 @@ def presented_key(conn: HTTPConnection, allow_query: bool) -> str | None:
     return None
 
 
+class KeyCache:
+    """Recently seen keys by hash, for ``ttl`` seconds: a request then authenticates
+    without touching the database. Revocation through this service clears it at once;
+    through another process sharing the database, within ``ttl``."""
+
+    def __init__(self, ttl: float = 10.0) -> None:
+        self.ttl = ttl
+        self._items: dict[str, tuple[float, Principal | None]] = {}
+
+    def get(self, digest: str, db: ServiceDB) -> Principal | None:
+        now = time.monotonic()
+        hit = self._items.get(digest)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        record = db.key_by_hash(digest)
+        principal = None if record is None else Principal(
+            record["id"], tuple(record["twins"]), tuple(record["scopes"]))
+        if len(self._items) > 10_000:
+            self._items.clear()
+        self._items[digest] = (now, principal)
+        return principal
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
 def authenticate(conn: HTTPConnection, settings: Settings, db: ServiceDB,
-                 allow_query: bool = False) -> Principal:
+                 allow_query: bool = False, cache: KeyCache | None = None) -> Principal:
     if settings.admin_key is None:
         return ADMIN
     key = presented_key(conn, allow_query)
@@ -72,10 +99,11 @@ def authenticate(conn: HTTPConnection, settings: Settings, db: ServiceDB,
     admin = settings.admin_key.get_secret_value()
     if hmac.compare_digest(key.encode(), admin.encode()):
         return ADMIN
-    record = db.key_by_hash(hash_key(key))
-    if record is None:
+    cache = cache or KeyCache(ttl=0)
+    principal = cache.get(hash_key(key), db)
+    if principal is None:
         raise Unauthorized("unknown or revoked API key")
-    return Principal(record["id"], tuple(record["twins"]), tuple(record["scopes"]))
+    return principal
 
 
 def require(principal: Principal, scope: Scope, twin: str | None = None) -> None:

@@ -77,6 +77,9 @@ class _Entry:
     lock: threading.Lock = field(default_factory=threading.Lock)
     states: dict[str, dict[str, float]] = field(default_factory=dict)
     last_t: dict[str, float] = field(default_factory=dict)
+    # per episode, an immutable view of the latest state, replaced (never mutated) after
+    # each ingest, so state reads need no lock and never wait for a commit
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
     assimilator: Assimilator | None = None
 
     def noise(self) -> dict[str, Noise]:
@@ -255,6 +258,7 @@ class TwinService:
                 self.db.set_config(name, entry.config)
                 if entry.assimilator is not None:
                     entry.assimilator.forget(variable)
+            entry.views.clear()
         out = change_dict(change) if change else {"variable": entry.twin.schema[variable].to_dict()}
         out["noise"] = entry.config["noise"].get(variable)
         self.events.publish(name, "schema", out)
@@ -278,6 +282,7 @@ class TwinService:
                 self.db.set_config(name, entry.config)
             if entry.assimilator is not None:
                 entry.assimilator.forget(variable)
+            entry.views.clear()
         self.events.publish(name, "schema", change_dict(change))
         return change_dict(change)
 
@@ -336,6 +341,7 @@ class TwinService:
             self.counters["batches"] += 1
             events = [{"episode": o.episode, "t": o.t, "values": o.values} for o in stored[-50:]]
             states = {ep: self._state_view(entry, ep) for ep in last}
+            entry.views.update(states)
         self.events.publish(name, "observations", {"observations": events, "n": len(stored)})
         self.events.publish(name, "state", {"states": states})
         return result
@@ -375,14 +381,23 @@ class TwinService:
                             for k, f in entry.assimilator.fused(episode).items()}
         return out
 
+    def cached_state(self, name: str, episode: str) -> dict[str, Any] | None:
+        """The latest state from memory, or None when it needs loading (never blocks)."""
+        entry = self._twins.get(name)
+        return None if entry is None else entry.views.get(episode)
+
     def state(self, name: str, episode: str = "default", as_of: float | None = None
               ) -> dict[str, Any]:
         entry = self.entry(name)
         if as_of is not None:
             return {"episode": episode, "as_of": as_of,
                     "values": entry.twin.state(episode, as_of=as_of)}
+        view = entry.views.get(episode)
+        if view is not None:
+            return view
         with entry.lock:
-            return self._state_view(entry, episode)
+            view = entry.views[episode] = self._state_view(entry, episode)
+            return view
 
     def history(self, name: str, variable: str | None = None, episode: str | None = None,
                 t_from: float | None = None, t_to: float | None = None,

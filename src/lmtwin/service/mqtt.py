@@ -6,7 +6,8 @@ A message is one observation ``{"episode", "t", "values"}`` or a batch
 messages are acknowledged (PUBACK) only after their rows are committed (manual ack), so
 the broker redelivers anything the service did not store. A message that can never be
 stored (bad JSON, unknown twin, invalid value) is acknowledged and its error published
-to ``PREFIX/<twin>/errors``. The client reconnects by itself when the broker restarts.
+to ``PREFIX/<twin>/errors``. A stored message with an id is confirmed on
+``PREFIX/<twin>/acks``. The client reconnects by itself when the broker restarts.
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class MqttIngest:
                 rows = [m.ObservationIn.model_validate(data).model_dump()]
             result = self.service.ingest(twin, rows, key)
             self.counts["stored"] += result["stored"] if not result["replayed"] else 0
+            if key is not None:  # confirmation for publishers that wait for it
+                client.publish(f"{self.prefix}/{twin}/acks",
+                               json.dumps({"id": key[5:], **result}), qos=0)
         except StoreError as exc:
             ack = False  # not stored: let the broker deliver it again
             log.error("MQTT message on %s not stored: %s", msg.topic, exc)
