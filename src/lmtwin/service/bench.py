@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+OFFERED = 2000.0  # obs/s: twice the target rate, for the latency measurements
 VARIABLES = [{"name": "x", "role": "state"}, {"name": "u", "role": "action"}]
 
 
@@ -117,8 +118,10 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def http_ingest(url: str, twin: str, seconds: float, clients: int, batch: int,
-                reads: bool = True) -> dict[str, Any]:
-    """Clients post batches for ``seconds``; one more reads the state meanwhile."""
+                reads: bool = True, offered: float | None = None,
+                tag: str = "h") -> dict[str, Any]:
+    """Clients post batches for ``seconds`` (as fast as answered, or paced to ``offered``
+    observations/s in all); one more client reads the state meanwhile."""
     import httpx
 
     acks: list[float] = []
@@ -127,11 +130,16 @@ def http_ingest(url: str, twin: str, seconds: float, clients: int, batch: int,
     lock = threading.Lock()
     stop = threading.Event()
 
+    every = None if offered is None else clients * batch / offered
+
     def writer(i: int) -> None:
         with httpx.Client(base_url=url, timeout=10) as http:
-            n = 0
+            n, due = 0, time.perf_counter()
             while not stop.is_set():
-                body = {"observations": _rows(f"h{i}", n, batch)}
+                if every is not None:
+                    due += every
+                    time.sleep(max(0.0, due - time.perf_counter()))
+                body = {"observations": _rows(f"{tag}{i}", n, batch)}
                 started = time.perf_counter()
                 r = http.post(f"/twins/{twin}/observations/batch", json=body)
                 elapsed = 1000 * (time.perf_counter() - started)
@@ -146,7 +154,7 @@ def http_ingest(url: str, twin: str, seconds: float, clients: int, batch: int,
         with httpx.Client(base_url=url, timeout=10) as http:
             while not stop.is_set():
                 started = time.perf_counter()
-                r = http.get(f"/twins/{twin}/state", params={"episode": "h0"})
+                r = http.get(f"/twins/{twin}/state", params={"episode": f"{tag}0"})
                 read_ms.append(1000 * (time.perf_counter() - started))
                 r.raise_for_status()
                 time.sleep(0.01)
@@ -163,7 +171,7 @@ def http_ingest(url: str, twin: str, seconds: float, clients: int, batch: int,
         th.join(30)
     wall = time.perf_counter() - started
     return {"observations": stored[0], "seconds": wall, "rate": stored[0] / wall,
-            "requests": len(acks), "batch": batch, "clients": clients,
+            "requests": len(acks), "batch": batch, "clients": clients, "offered": offered,
             "ack_p50_ms": _pct(acks, 50), "ack_p95_ms": _pct(acks, 95),
             "ack_max_ms": max(acks, default=float("nan")),
             "reads": len(read_ms), "read_p50_ms": _pct(read_ms, 50),
@@ -171,8 +179,10 @@ def http_ingest(url: str, twin: str, seconds: float, clients: int, batch: int,
 
 
 def mqtt_ingest(url: str, broker_port: int, twin: str, seconds: float, batch: int,
-                in_flight: int = 4) -> dict[str, Any]:
-    """Publish batches (QoS 1, with ids) and time each until the service confirms it on
+                in_flight: int = 4, offered: float | None = None,
+                tag: str = "m") -> dict[str, Any]:
+    """Publish batches (QoS 1, with ids; at most ``in_flight`` unconfirmed, or paced to
+    ``offered`` observations/s) and time each until the service confirms it on
     ``lmtwin/<twin>/acks``, i.e. until it is committed."""
     import paho.mqtt.client as mqtt
 
@@ -190,22 +200,25 @@ def mqtt_ingest(url: str, broker_port: int, twin: str, seconds: float, batch: in
                 stored[0] += data["stored"]
             done.notify_all()
 
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="lmtwin-bench")
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"lmtwin-bench-{tag}")
     pub.on_message = on_ack
     pub.max_inflight_messages_set(100)
     pub.connect("127.0.0.1", broker_port)
     pub.subscribe(f"lmtwin/{twin}/acks", qos=0)
     pub.loop_start()
     time.sleep(0.3)
-    started = time.perf_counter()
+    started = due = time.perf_counter()
     n = 0
     while time.perf_counter() - started < seconds:
+        if offered is not None:
+            due += batch / offered
+            time.sleep(max(0.0, due - time.perf_counter()))
         with done:
             done.wait_for(lambda: len(sent) < in_flight, timeout=10)
-            key = f"m{n}"
+            key = f"{tag}{n}"
             sent[key] = time.perf_counter()
         pub.publish(f"lmtwin/{twin}/observations",
-                    json.dumps({"id": key, "observations": _rows("m", n, batch)}), qos=1)
+                    json.dumps({"id": key, "observations": _rows(tag, n, batch)}), qos=1)
         n += batch
     with done:
         done.wait_for(lambda: not sent, timeout=30)
@@ -213,7 +226,7 @@ def mqtt_ingest(url: str, broker_port: int, twin: str, seconds: float, batch: in
     pub.loop_stop()
     pub.disconnect()
     return {"observations": stored[0], "seconds": wall, "rate": stored[0] / wall,
-            "messages": len(acks), "batch": batch, "lost": len(sent),
+            "messages": len(acks), "batch": batch, "lost": len(sent), "offered": offered,
             "ack_p50_ms": _pct(acks, 50), "ack_p95_ms": _pct(acks, 95),
             "ack_max_ms": max(acks, default=float("nan"))}
 
@@ -287,14 +300,26 @@ def run(quick: bool = False, out: Path = Path("results"),
             for twin in ("b", "m"):
                 httpx.post(f"{server.url}/twins", json={"name": twin, "variables": VARIABLES}
                            ).raise_for_status()
-            progress(f"HTTP batches: {seconds:.0f} s, 2 clients x 100 observations")
-            results["http"] = http_ingest(server.url, "b", seconds, clients=2, batch=100)
+            progress(f"HTTP batches, as fast as answered: {seconds:.0f} s, 2 clients x 100")
+            results["http_max"] = http_ingest(server.url, "b", seconds, clients=2, batch=100,
+                                              reads=False, tag="max")
+            progress(f"  {results['http_max']['rate']:.0f} obs/s, ack p95 "
+                     f"{results['http_max']['ack_p95_ms']:.1f} ms")
+            progress(f"HTTP batches at {OFFERED} obs/s offered, with state reads")
+            results["http"] = http_ingest(server.url, "b", seconds, clients=2, batch=100,
+                                          offered=OFFERED)
             progress(f"  {results['http']['rate']:.0f} obs/s, ack p95 "
                      f"{results['http']['ack_p95_ms']:.1f} ms, state read p95 "
                      f"{results['http']['read_p95_ms']:.1f} ms")
             if broker is not None:
-                progress(f"MQTT batches: {seconds:.0f} s, 50 observations per message")
-                results["mqtt"] = mqtt_ingest(server.url, broker.port, "m", seconds, batch=50)
+                progress(f"MQTT batches, 4 in flight: {seconds:.0f} s, 50 per message")
+                results["mqtt_max"] = mqtt_ingest(server.url, broker.port, "m", seconds,
+                                                  batch=50, tag="mmax")
+                progress(f"  {results['mqtt_max']['rate']:.0f} obs/s, ack p95 "
+                         f"{results['mqtt_max']['ack_p95_ms']:.1f} ms")
+                progress(f"MQTT batches at {OFFERED} obs/s offered")
+                results["mqtt"] = mqtt_ingest(server.url, broker.port, "m", seconds, batch=50,
+                                              offered=OFFERED, in_flight=100)
                 progress(f"  {results['mqtt']['rate']:.0f} obs/s, ack p95 "
                          f"{results['mqtt']['ack_p95_ms']:.1f} ms")
             idle: list[float] = []
@@ -302,6 +327,7 @@ def run(quick: bool = False, out: Path = Path("results"),
                 for _ in range(300):
                     t0 = time.perf_counter()
                     http.get("/twins/b/state", params={"episode": "h0"}).raise_for_status()
+                    time.sleep(0.002)
                     idle.append(1000 * (time.perf_counter() - t0))
             results["state_idle"] = {"reads": len(idle), "p50_ms": _pct(idle, 50),
                                      "p95_ms": _pct(idle, 95)}
@@ -328,31 +354,35 @@ def report(r: dict[str, Any]) -> str:
     def row(name: str, value: str, target: str, ok: bool) -> str:
         return f"| {name} | {value} | {target} | {'yes' if ok else '**no**'} |"
 
-    h = r["http"]
+    h, hm = r["http"], r["http_max"]
     lines = [
         "# lmtwin service benchmark", "",
         f"`lmtwin bench service{' --quick' if r['quick'] else ''}` on {r['cores']} cores: the "
         "service (`python -m lmtwin.service`, SQLite WAL store, numeric predictors) and the "
         "load generator share the machine, on 127.0.0.1.", "",
         "| measure | result | target | met |", "|---|---|---|---|",
-        row("HTTP batch ingest", f"{h['rate']:.0f} obs/s ({h['clients']} clients x "
-            f"{h['batch']} per batch, {h['seconds']:.0f} s)", ">= 1000 obs/s",
-            h["rate"] >= 1000),
-        row("HTTP ack latency p95", f"{h['ack_p95_ms']:.1f} ms (p50 {h['ack_p50_ms']:.1f}, "
-            f"max {h['ack_max_ms']:.1f})", "< 100 ms", h["ack_p95_ms"] < 100),
-        row("state read p95 while ingesting", f"{h['read_p95_ms']:.1f} ms ({h['reads']} reads, "
+        row("HTTP batch ingest, as fast as answered", f"{hm['rate']:.0f} obs/s "
+            f"({hm['clients']} clients x {hm['batch']} per batch, {hm['seconds']:.0f} s; "
+            f"ack p95 {hm['ack_p95_ms']:.1f} ms)", ">= 1000 obs/s", hm["rate"] >= 1000),
+        row(f"HTTP ack latency p95 at {h['offered']:.0f} obs/s offered",
+            f"{h['ack_p95_ms']:.1f} ms (p50 {h['ack_p50_ms']:.1f}, max {h['ack_max_ms']:.1f}; "
+            f"{h['rate']:.0f} obs/s served)", "< 100 ms", h["ack_p95_ms"] < 100),
+        row(f"state read p95 while ingesting {h['offered']:.0f} obs/s",
+            f"{h['read_p95_ms']:.1f} ms ({h['reads']} reads, "
             f"p50 {h['read_p50_ms']:.1f})", "< 20 ms", h["read_p95_ms"] < 20),
         row("state read p95 idle", f"{r['state_idle']['p95_ms']:.1f} ms", "< 20 ms",
             r["state_idle"]["p95_ms"] < 20),
     ]
     if "mqtt" in r:
-        m = r["mqtt"]
+        m, mm = r["mqtt"], r["mqtt_max"]
         lines += [
-            row("MQTT ingest", f"{m['rate']:.0f} obs/s ({m['batch']} per message, "
-                f"{m['messages']} messages, {m['lost']} unconfirmed)", ">= 1000 obs/s",
-                m["rate"] >= 1000),
-            row("MQTT ack latency p95 (publish to commit confirmed)",
-                f"{m['ack_p95_ms']:.1f} ms (p50 {m['ack_p50_ms']:.1f})", "< 100 ms",
+            row("MQTT ingest, 4 messages in flight", f"{mm['rate']:.0f} obs/s "
+                f"({mm['batch']} per message, {mm['messages']} messages, {mm['lost']} "
+                f"unconfirmed; ack p95 {mm['ack_p95_ms']:.1f} ms)", ">= 1000 obs/s",
+                mm["rate"] >= 1000),
+            row(f"MQTT ack latency p95 at {m['offered']:.0f} obs/s offered (publish to "
+                "commit confirmed)", f"{m['ack_p95_ms']:.1f} ms (p50 {m['ack_p50_ms']:.1f}; "
+                f"{m['rate']:.0f} obs/s served, {m['lost']} unconfirmed)", "< 100 ms",
                 m["ack_p95_ms"] < 100),
         ]
     else:
