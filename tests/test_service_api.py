@@ -167,6 +167,17 @@ def test_predict_and_simulate_with_intervals(api):
     assert r.status_code == 422 and r.json()["error"] == "SchemaError"
 
 
+def test_lenient_twin_adds_unknown_variables_from_data(api):
+    assert api.patch("/twins/plant", json={"strict": False}).json()["strict"] is False
+    r = api.post("/twins/plant/observations/batch", json={"observations": [
+        {"t": 0, "values": {"x": 1.0, "temp": 20.0}}, {"t": 1, "values": {"flow": 2.0}}]})
+    assert r.status_code == 201
+    r = api.post("/twins/plant/observations", json={"values": {"pressure": 1.0}})
+    assert r.status_code == 201
+    names = [v["name"] for v in api.get("/twins/plant/schema").json()["variables"]]
+    assert names == ["x", "u", "temp", "flow", "pressure"]
+
+
 def test_predict_without_state_is_not_ready(api):
     r = api.post("/twins/plant/predict", json={"episode": "empty"})
     assert r.status_code == 409 and r.json()["error"] == "NotReady"

@@ -4,6 +4,7 @@ disconnects mid-stream."""
 from __future__ import annotations
 
 import json
+import socket
 
 import httpx
 
@@ -59,4 +60,14 @@ def test_sse_streams_observations_and_survives_disconnects(tmp_path):
         r = http.post("/twins/a/observations", json={"episode": "e", "values": {"x": 1.0}})
         assert r.status_code == 201
         assert http.get("/twins/nope/events").status_code == 404
+        # a client that sends half a request body and hangs up stores nothing
+        port = int(url.rsplit(":", 1)[1])
+        before = len(http.get("/twins/a/history").json())
+        body = json.dumps({"observations": linear_rows(50, start=10)}).encode()
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(b"POST /twins/a/observations/batch HTTP/1.1\r\nHost: x\r\n"
+                        b"Content-Type: application/json\r\n"
+                        + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:200])
+        assert http.get("/health").status_code == 200
+        assert len(http.get("/twins/a/history").json()) == before
         http.close()

@@ -39,15 +39,20 @@ def test_mqtt_ingest_and_broker_restart(tmp_path, broker):  # noqa: F811
         pub = _publisher(broker.port)
         errors: list[dict] = []
         listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        listener.on_message = lambda cl, ud, msg: errors.append(json.loads(msg.payload))
+        acks: list[dict] = []
+        listener.on_message = lambda cl, ud, msg: (
+            acks if msg.topic.endswith("/acks") else errors).append(json.loads(msg.payload))
         listener.connect("127.0.0.1", broker.port)
-        listener.subscribe("lmtwin/+/errors", qos=1)
+        listener.subscribe([("lmtwin/+/errors", 1), ("lmtwin/+/acks", 1)])
         listener.loop_start()
 
         rows = linear_rows(30)
         _publish(pub, "lmtwin/a/observations", rows[0])
         _publish(pub, "lmtwin/a/observations", {"observations": rows[1:20], "id": "m-1"})
         wait_for(lambda: _count(c) == 20)
+        # a message with an id is confirmed once committed
+        wait_for(lambda: acks)
+        assert acks[0] == {"id": "m-1", "stored": 19, "last_t": {"e": 19.0}, "replayed": False}
         # a duplicate delivery (same id) is stored once
         _publish(pub, "lmtwin/a/observations", {"observations": rows[1:20], "id": "m-1"})
         # bad messages are refused and reported, never stored
@@ -55,7 +60,8 @@ def test_mqtt_ingest_and_broker_restart(tmp_path, broker):  # noqa: F811
         _publish(pub, "lmtwin/a/observations", {"values": {"x": "abc"}})
         _publish(pub, "lmtwin/a/observations", {"values": {"nope": 1.0}})
         _publish(pub, "lmtwin/ghost/observations", {"values": {"x": 1.0}})
-        wait_for(lambda: len(errors) >= 4)
+        wait_for(lambda: len(errors) >= 4 and len(acks) >= 2)
+        assert acks[1]["replayed"] is True
         assert [e["error"] for e in errors[:4]] == [
             "JSONDecodeError", "ValidationError", "UnknownVariable", "TwinNotFound"]
         assert _count(c) == 20

@@ -89,7 +89,8 @@ class Broker:
         self.port = free_port()
         conf = folder / "mosquitto.conf"
         conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                        "persistence false\nmax_queued_messages 100000\n")
+                        "persistence false\nmax_queued_messages 100000\n"
+                        "set_tcp_nodelay true\n")
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
 
@@ -288,7 +289,8 @@ def run(quick: bool = False, out: Path = Path("results"),
     seconds = 4.0 if quick else 10.0
     rounds = 3 if quick else 10
     folder = Path(tempfile.mkdtemp(prefix="lmtwin-bench-"))
-    results: dict[str, Any] = {"cores": os.cpu_count(), "quick": quick}
+    results: dict[str, Any] = {"cores": os.cpu_count(), "quick": quick,
+                               "load_before": os.getloadavg()[0]}
     broker = None
     try:
         try:
@@ -359,7 +361,8 @@ def report(r: dict[str, Any]) -> str:
         "# lmtwin service benchmark", "",
         f"`lmtwin bench service{' --quick' if r['quick'] else ''}` on {r['cores']} cores: the "
         "service (`python -m lmtwin.service`, SQLite WAL store, numeric predictors) and the "
-        "load generator share the machine, on 127.0.0.1.", "",
+        "load generator share the machine, on 127.0.0.1; load average when it started: "
+        f"{r['load_before']:.1f} (other work on the machine slows every number here).", "",
         "| measure | result | target | met |", "|---|---|---|---|",
         row("HTTP batch ingest, as fast as answered", f"{hm['rate']:.0f} obs/s "
             f"({hm['clients']} clients x {hm['batch']} per batch, {hm['seconds']:.0f} s; "

@@ -351,6 +351,13 @@ class TwinService:
         """Many rows in one transaction; times must rise within each episode."""
         last = dict(entry.last_t)
         out = []
+        twin = entry.twin
+        if not twin.strict:  # as Twin.observe does: unknown names become state variables
+            names = dict.fromkeys(n for row in rows for n in row["values"]
+                                  if n not in twin.schema)
+            new = [Variable(n, "state", description="added from data") for n in names]
+            for var in new:
+                twin.add_variable(var)
         for row in rows:
             episode = str(row.get("episode", "default"))
             t = row.get("t")
