@@ -99,7 +99,8 @@ def test_dashboard_renders_and_follows_live_updates(tmp_path):
                                 headers={"Authorization": f"Bearer {admin}"})
             http.post("/twins", json={"name": "plant", "variables": [
                 {**XU[0], "noise": {"sensor": 0.05, "process": 0.05}}, XU[1]],
-                "knowledge": ["the push acts at once"]}).raise_for_status()
+                "knowledge": ["the push acts at once", "<img src=x onerror=alert(1)>"]}
+            ).raise_for_status()
             http.post("/twins/plant/observations/batch",
                       json={"observations": linear_rows(60, episode="default")}
                       ).raise_for_status()
@@ -112,7 +113,11 @@ def test_dashboard_renders_and_follows_live_updates(tmp_path):
             rows = browser.eval("[...document.querySelectorAll('#state tbody tr')]"
                                 ".map(r => r.dataset.variable)")
             assert sorted(rows) == ["u", "x"]
-            assert "the push acts at once" in browser.eval("document.body.innerText")
+            text = browser.eval("document.body.innerText")
+            assert "the push acts at once" in text
+            # text from the twin is shown as text, never run as markup
+            assert "<img src=x onerror=alert(1)>" in text
+            assert browser.eval("document.querySelectorAll('#notes img').length") == 0
             fused = browser.eval("document.querySelector('#state tr[data-variable=x]')"
                                  ".children[2].textContent")
             assert fused  # the Kalman filter's estimate is shown beside the reading

@@ -52,6 +52,10 @@ async function get(path) {
   if (!r.ok) throw new Error(path + ": " + r.status);
   return r.json();
 }
+function esc(text) {
+  return String(text).replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;",
+    '"': "&quot;", "'": "&#39;"})[c]);
+}
 function fmt(x) { return x === undefined || x === null ? "" : Number(x).toPrecision(5); }
 function showState(s) {
   const body = document.querySelector("#state tbody");
@@ -61,7 +65,7 @@ function showState(s) {
     const f = fused[k];
     const tr = document.createElement("tr");
     tr.dataset.variable = k;
-    tr.innerHTML = `<td>${k}</td><td class="num">${fmt(v)}</td>` +
+    tr.innerHTML = `<td>${esc(k)}</td><td class="num">${fmt(v)}</td>` +
       `<td class="num">${f ? fmt(f.mean) : ""}</td><td class="num">${f ? fmt(f.sd) : ""}</td>`;
     body.appendChild(tr);
   }
@@ -78,7 +82,7 @@ function draw() {
   g.clearRect(0, 0, c.width, c.height);
   const names = Object.keys(series);
   document.getElementById("legend").innerHTML = names.map((n, i) =>
-    `<span style="color:${COLORS[i % COLORS.length]}">■ ${n}</span>`).join(" ");
+    `<span style="color:${COLORS[i % COLORS.length]}">■ ${esc(n)}</span>`).join(" ");
   names.forEach((n, i) => {
     const pts = series[n]; if (pts.length < 1) return;
     const ts = pts.map(p => p[0]), vs = pts.map(p => p[1]);
@@ -96,12 +100,12 @@ async function load() {
   const twin = await get("");
   document.getElementById("version").textContent = twin.schema_version;
   const rows = twin.variables.map(v =>
-    `<tr><td>${v.name}</td><td>${v.role}</td><td>${v.unit}</td>` +
-    `<td class="muted">${v.description}</td></tr>`);
+    `<tr><td>${esc(v.name)}</td><td>${esc(v.role)}</td><td>${esc(v.unit)}</td>` +
+    `<td class="muted">${esc(v.description)}</td></tr>`);
   document.querySelector("#schema tbody").innerHTML = rows.join("");
   const notes = await get("/knowledge");
   document.getElementById("notes").innerHTML =
-    notes.map(n => `<li>${n.text.replace(/</g, "&lt;")}</li>`).join("");
+    notes.map(n => `<li>${esc(n.text)}</li>`).join("");
   showState(await get("/state?episode=" + encodeURIComponent(EPISODE)));
   const hist = await get("/history?limit=500&episode=" + encodeURIComponent(EPISODE));
   hist.forEach(addPoint); draw();
