@@ -51,7 +51,10 @@ def test_schema_changes_and_knowledge(api):
     schema = api.get("/twins/plant/schema").json()
     assert schema["version"] == 4 and [c["kind"] for c in schema["history"]] == [
         "add", "add", "add", "describe"]
+    before_removal = time.time()
     assert api.delete("/twins/plant/variables/flow").json()["kind"] == "remove"
+    past = api.get("/twins/plant/schema", params={"as_of": before_removal}).json()
+    assert past["version"] == 4 and "flow" in [v["name"] for v in past["variables"]]
     assert "flow" not in [v["name"] for v in api.get("/twins/plant/schema").json()["variables"]]
     # a variable added while the twin runs takes data at once
     api.post("/twins/plant/variables", json={"name": "temp"})

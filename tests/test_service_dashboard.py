@@ -121,6 +121,9 @@ def test_dashboard_renders_and_follows_live_updates(tmp_path):
             fused = browser.eval("document.querySelector('#state tr[data-variable=x]')"
                                  ".children[2].textContent")
             assert fused  # the Kalman filter's estimate is shown beside the reading
+            nxt = browser.eval("document.querySelector('#state tr[data-variable=x] .next')"
+                               ".textContent")
+            assert nxt and float(nxt.split()[0]) > 0  # the twin's next-step prediction
             wait_for(lambda: browser.eval("document.getElementById('status').textContent")
                      == "live", timeout=10)
             # a new observation reaches the open page over Server-Sent Events

@@ -265,8 +265,9 @@ def create_app(settings: Settings | None = None, backend: LLMBackend | None = No
 
     # --- schema and knowledge ------------------------------------------------------
     @app.get("/twins/{name}/schema", responses=errors)
-    def get_schema(name: str, s: Service, _: Read) -> dict[str, Any]:
-        return s.schema(name)
+    def get_schema(name: str, s: Service, _: Read, as_of: float | None = None
+                   ) -> dict[str, Any]:
+        return s.schema(name, as_of)
 
     @app.post("/twins/{name}/variables", status_code=201, responses=errors)
     def add_variable(name: str, body: m.VariableIn, s: Service, _: Write) -> dict[str, Any]:
@@ -328,7 +329,7 @@ def create_app(settings: Settings | None = None, backend: LLMBackend | None = No
     # --- intervene -----------------------------------------------------------------
     @app.post("/twins/{name}/predict", response_model=m.PredictionOut, responses=errors)
     def predict(name: str, body: m.PredictIn, s: Service, _: Read) -> dict[str, Any]:
-        return s.predict(name, body.state, body.action, body.episode)
+        return s.predict(name, body.state, body.action, body.episode, body.score)
 
     @app.post("/twins/{name}/simulate", response_model=m.SimulationOut, responses=errors)
     def simulate(name: str, body: m.SimulateIn, s: Service, _: Read) -> dict[str, Any]:

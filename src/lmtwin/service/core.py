@@ -286,10 +286,11 @@ class TwinService:
         self.events.publish(name, "schema", change_dict(change))
         return change_dict(change)
 
-    def schema(self, name: str) -> dict[str, Any]:
+    def schema(self, name: str, as_of: float | None = None) -> dict[str, Any]:
         twin = self.entry(name).twin
-        return {"version": twin.schema.version, "variables": twin.schema.to_list(),
-                "history": [c.to_dict() for c in twin.schema.history]}
+        schema = twin.schema if as_of is None else twin.schema.as_of(as_of)
+        return {"version": schema.version, "variables": schema.to_list(),
+                "history": [c.to_dict() for c in schema.history]}
 
     def add_knowledge(self, name: str, text: str) -> dict[str, Any]:
         entry = self.entry(name)

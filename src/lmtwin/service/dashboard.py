@@ -29,6 +29,7 @@ _PAGE = """<!doctype html>
  <div>
   <h2>State</h2>
   <table id="state"><thead><tr><th>variable</th><th>reading</th><th>fused</th><th>±sd</th>
+  <th>next (90%)</th>
   </tr></thead><tbody></tbody></table>
   <h2>Variables</h2><table id="schema"><tbody></tbody></table>
   <h2>Knowledge</h2><ul id="notes"></ul>
@@ -66,7 +67,8 @@ function showState(s) {
     const tr = document.createElement("tr");
     tr.dataset.variable = k;
     tr.innerHTML = `<td>${esc(k)}</td><td class="num">${fmt(v)}</td>` +
-      `<td class="num">${f ? fmt(f.mean) : ""}</td><td class="num">${f ? fmt(f.sd) : ""}</td>`;
+      `<td class="num">${f ? fmt(f.mean) : ""}</td><td class="num">${f ? fmt(f.sd) : ""}</td>` +
+      `<td class="num next"></td>`;
     body.appendChild(tr);
   }
 }
@@ -96,6 +98,28 @@ function draw() {
   });
   g.fillStyle = "#777"; g.fillText("t →", c.width - 30, c.height - 5);
 }
+let predicting = false, lastPrediction = 0, shown = null;
+function showPrediction(p) {
+  for (const v of p.variables) {
+    const cell = document.querySelector(`#state tr[data-variable="${v}"] .next`);
+    if (!cell) continue;
+    const lo = p.lower[v], hi = p.upper[v];
+    cell.textContent = fmt(p.mean[v]) + (lo === undefined ? "" : ` [${fmt(lo)}, ${fmt(hi)}]`);
+  }
+}
+async function predictNext() {
+  // the twin's next-step prediction from the latest state (at most every 5 s)
+  if (predicting || Date.now() - lastPrediction < 5000) return;
+  predicting = true; lastPrediction = Date.now();
+  try {
+    const r = await fetch(base + "/predict", {method: "POST",
+      headers: {...HEAD, "Content-Type": "application/json"},
+      body: JSON.stringify({episode: EPISODE, score: false})});
+    if (!r.ok) return;
+    shown = await r.json();
+    showPrediction(shown);
+  } finally { predicting = false; }
+}
 async function load() {
   const twin = await get("");
   document.getElementById("version").textContent = twin.schema_version;
@@ -109,6 +133,7 @@ async function load() {
   showState(await get("/state?episode=" + encodeURIComponent(EPISODE)));
   const hist = await get("/history?limit=500&episode=" + encodeURIComponent(EPISODE));
   hist.forEach(addPoint); draw();
+  await predictNext();
   document.body.dataset.loaded = "yes";
 }
 function live() {
@@ -119,7 +144,8 @@ function live() {
   es.onopen = () => { st.textContent = "live"; st.className = "live"; };
   es.onerror = () => { st.textContent = "reconnecting"; st.className = ""; };
   es.addEventListener("state", e => {
-    const s = JSON.parse(e.data).states[EPISODE]; if (s) showState(s);
+    const s = JSON.parse(e.data).states[EPISODE];
+    if (s) { showState(s); if (shown) showPrediction(shown); predictNext(); }
   });
   es.addEventListener("observations", e => {
     JSON.parse(e.data).observations.forEach(addPoint); draw();

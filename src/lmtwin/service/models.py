@@ -107,8 +107,11 @@ class ObservationOut(BaseModel):
 class PredictIn(Strict):
     state: Values | None = Field(None, description="default: the episode's latest state")
     action: Values = {}
-    episode: Episode | None = Field(None, description="score the prediction against this "
-                                                      "episode's next observation")
+    episode: Episode | None = Field(None, description="the episode whose latest state is the "
+                                                      "default, and whose next observation "
+                                                      "scores the prediction")
+    score: StrictBool = Field(True, description="false: a look-ahead that the twin does not "
+                                                "score or learn from")
 
 
 class PredictionOut(BaseModel):
