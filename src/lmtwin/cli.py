@@ -202,6 +202,76 @@ def bench_engine(
     console.print(f"written: {out / 'engine.md'}, {out / 'engine.json'}")
 
 
+@bench_app.command("tasks")
+def bench_tasks(
+    quick: Annotated[bool, typer.Option(
+        help="smaller run, under 15 minutes on 2 cores (sizes stated in the report)")] = False,
+    tasks: Annotated[str, typer.Option(
+        help="comma-separated: cancer, cancer-chemo, cancer-untreated, hare-lynx, plankton, "
+             "covid, or 'all'")] = "all",
+    scenarios: Annotated[str, typer.Option(
+        help="comma-separated: new-state, new-action, drift, knowledge, 'all' or 'none'")] = "all",
+    baselines: Annotated[str, typer.Option(
+        help="comma-separated: persistence, knn, ridge, sindy, dynode, gru, transformer, "
+             "llmtime, or 'all'")] = "all",
+    seeds: Annotated[int | None, typer.Option(
+        help="number of seeds from 10 (default: 10, quick 2)")] = None,
+    model: Annotated[str, typer.Option(
+        help="embedded model or GGUF path, or 'none' for no language model")] = "gemma3-270m",
+    out: Annotated[Path, typer.Option(help="folder for report.md, results.json and PNGs")] = Path(
+        "results/bench"),
+    data_dir: Annotated[Path | None, typer.Option(
+        help="folder with hare_lynx.csv and plankton_3dlv.csv")] = None,
+) -> None:
+    """The literature's tasks (HDTwinGen protocol) and the continual-update scenarios:
+    baselines and lmtwin variants, one-step MSE with 95% CIs, rollouts, intervals, cost."""
+    import sys
+
+    from lmtwin.bench import suite
+    from lmtwin.bench.scenarios import SCENARIOS
+    from lmtwin.bench.tasks import TASKS
+
+    cfg = suite.Config.quick_run() if quick else suite.Config()
+    if tasks != "all":
+        cfg.tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    unknown = [t for t in cfg.tasks if t not in TASKS]
+    if unknown:
+        # reported, and the known tasks still run
+        console.print(f"[red]unknown task(s) {', '.join(unknown)}[/red]; choose from "
+                      f"{', '.join(TASKS)}")
+    if baselines != "all":
+        cfg.baselines = [b.strip() for b in baselines.split(",") if b.strip()]
+    if seeds is not None:
+        cfg.seeds = list(range(10, 10 + seeds))
+    if data_dir is not None:
+        cfg.data_dir = data_dir
+    chosen = (list(SCENARIOS) if scenarios == "all" else [] if scenarios == "none"
+              else [s.strip() for s in scenarios.split(",") if s.strip()])
+    backend = None
+    if model != "none":
+        from lmtwin.llm import LlamaCppBackend
+
+        try:
+            backend = LlamaCppBackend(model, n_threads=2)
+        except LmtwinError as exc:
+            console.print(f"[red]error:[/red] {exc}; pass --model none to run without it")
+            raise typer.Exit(1) from exc
+    command = "lmtwin bench " + " ".join(sys.argv[sys.argv.index("tasks"):]) if (
+        "tasks" in sys.argv) else "lmtwin bench tasks"
+    results = suite.run(cfg, backend, chosen, out, command,
+                        backend_name=getattr(backend, "name", "none"))
+    if backend is not None:
+        backend.close()
+    for name, r in results["tasks"].items():
+        if "error" in r:
+            console.print(f"[yellow]{name}:[/yellow] {r['error']}")
+        else:
+            ratio = r["ratio_to_best_baseline"].get("lmtwin[raw]")
+            console.print(f"{name}: best baseline {r['best_baseline']}, lmtwin[raw] / best = "
+                          f"{ratio if ratio is None else round(ratio, 3)}")
+    console.print(f"written: {out / 'report.md'}, {out / 'results.json'} "
+                  f"({results['seconds'] / 60:.1f} minutes)")
+
 @bench_app.command("service")
 def bench_service(
     quick: Annotated[bool, typer.Option(help="4 s loads and 3 kill rounds instead of 10")] = False,
