@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -31,16 +32,21 @@ def start_server(store: Path, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def writer(url: str, episode: str, acked: list[tuple[int, int]], stop: threading.Event,
-           batch: int = 50) -> None:
-    """Send consecutive batches until the server dies; record each acknowledged one."""
+def rows(episode: str, lo: int, hi: int) -> list[dict]:
+    return [{"episode": episode, "t": float(t), "values": {"x": t * 0.1, "u": 0.0}}
+            for t in range(lo, hi)]
+
+
+def writer(url: str, episode: str, sent: list[tuple[int, int]], acked: list[tuple[int, int]],
+           stop: threading.Event, batch: int = 50) -> None:
+    """Send consecutive batches until the server dies; record each sent and acknowledged."""
     with httpx.Client(base_url=url, timeout=5) as http:
         n = 0
         while not stop.is_set():
-            rows = [{"episode": episode, "t": float(t), "values": {"x": t * 0.1, "u": 0.0}}
-                    for t in range(n, n + batch)]
+            sent.append((n, n + batch))
             try:
-                r = http.post("/twins/k/observations/batch", json={"observations": rows},
+                r = http.post("/twins/k/observations/batch",
+                              json={"observations": rows(episode, n, n + batch)},
                               headers={"Idempotency-Key": f"{episode}-{n}"})
             except httpx.HTTPError:
                 return
@@ -57,7 +63,8 @@ def test_sigkill_during_batch_ingest_loses_no_acknowledged_observation(tmp_path)
         httpx.post(f"{url}/twins", json={"name": "k", "variables": XU}).raise_for_status()
         stop = threading.Event()
         acked: dict[str, list[tuple[int, int]]] = {f"w{i}": [] for i in range(3)}
-        threads = [threading.Thread(target=writer, args=(url, ep, acked[ep], stop))
+        sent: dict[str, list[tuple[int, int]]] = {ep: [] for ep in acked}
+        threads = [threading.Thread(target=writer, args=(url, ep, sent[ep], acked[ep], stop))
                    for ep in acked]
         for th in threads:
             th.start()
@@ -80,13 +87,21 @@ def test_sigkill_during_batch_ingest_loses_no_acknowledged_observation(tmp_path)
                 assert set(range(lo, hi)) <= stored, (episode, lo, hi)
             # all or none: what is stored is whole batches, consecutive from 0
             assert stored == set(range(len(stored))) and len(stored) % 50 == 0
-            # a retry of the last acknowledged batch is recognised, not stored twice
-            lo, hi = batches[-1]
-            rows = [{"episode": episode, "t": float(t), "values": {"x": 0.0}}
-                    for t in range(lo, hi)]
-            r = httpx.post(f"{url}/twins/k/observations/batch", json={"observations": rows},
-                           headers={"Idempotency-Key": f"{episode}-{lo}"})
-            assert r.status_code == 201 and r.json()["replayed"] is True
+            # exactly once: a retry of every batch sent, the one in flight at the kill
+            # included, is either recognised (it was committed) or stored now, never twice
+            replayed = []
+            for lo, hi in sent[episode]:
+                r = httpx.post(f"{url}/twins/k/observations/batch",
+                               json={"observations": rows(episode, lo, hi)},
+                               headers={"Idempotency-Key": f"{episode}-{lo}"})
+                assert r.status_code == 201, r.text
+                replayed.append(r.json()["replayed"])
+            assert all(replayed[:len(batches)]) and not any(replayed[len(stored) // 50:])
+            with sqlite3.connect(store) as db:
+                n_rows, n_distinct = db.execute(
+                    "SELECT COUNT(*), COUNT(DISTINCT t) FROM observations WHERE twin = 'k'"
+                    " AND episode = ?", (episode,)).fetchone()
+            assert n_distinct == 50 * len(sent[episode]) and n_rows == 2 * n_distinct
         # the restarted service takes new data where each episode left off
         r = httpx.post(f"{url}/twins/k/observations", json={"episode": "w0", "values": {"x": 1}})
         assert r.status_code == 201

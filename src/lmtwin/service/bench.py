@@ -15,6 +15,7 @@ import random
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -242,15 +243,21 @@ def kill_round(folder: Path, seed: int, writers: int = 3, batch: int = 50) -> di
     httpx.post(f"{server.url}/twins", json={"name": "k", "variables": VARIABLES}
                ).raise_for_status()
     acked: dict[str, list[int]] = {f"w{i}": [] for i in range(writers)}
+    sent: dict[str, list[int]] = {ep: [] for ep in acked}
     stop = threading.Event()
+
+    def post(http: Any, episode: str, n: int) -> Any:
+        return http.post("/twins/k/observations/batch",
+                         json={"observations": _rows(episode, n, batch)},
+                         headers={"Idempotency-Key": f"{episode}-{n}"})
 
     def writer(episode: str) -> None:
         with httpx.Client(base_url=server.url, timeout=5) as http:
             n = 0
             while not stop.is_set():
+                sent[episode].append(n)
                 try:
-                    r = http.post("/twins/k/observations/batch",
-                                  json={"observations": _rows(episode, n, batch)})
+                    r = post(http, episode, n)
                 except httpx.HTTPError:
                     return
                 if r.status_code == 201:
@@ -266,20 +273,30 @@ def kill_round(folder: Path, seed: int, writers: int = 3, batch: int = 50) -> di
     for th in threads:
         th.join(10)
     server = Server(store)
-    ok, n_acked, n_stored = True, 0, 0
+    ok, exactly_once, n_acked, n_stored = True, True, 0, 0
     try:
-        for episode, starts in acked.items():
-            hist = httpx.get(f"{server.url}/twins/k/history",
-                             params={"episode": episode, "limit": 100_000}, timeout=30).json()
-            have = {int(o["t"]) for o in hist}
-            want = {t for s in starts for t in range(s, s + batch)}
-            n_acked += len(want)
-            n_stored += len(have)
-            whole = have == set(range(len(have))) and len(have) % batch == 0
-            ok = ok and want <= have and whole
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for episode, starts in acked.items():
+                hist = http.get("/twins/k/history",
+                                params={"episode": episode, "limit": 100_000}).json()
+                have = {int(o["t"]) for o in hist}
+                want = {t for s in starts for t in range(s, s + batch)}
+                n_acked += len(want)
+                n_stored += len(have)
+                whole = have == set(range(len(have))) and len(have) % batch == 0
+                ok = ok and want <= have and whole
+                # retry everything sent: each batch is replayed or stored, never twice
+                for n in sent[episode]:
+                    exactly_once = exactly_once and post(http, episode, n).status_code == 201
+        with sqlite3.connect(store) as db:
+            rows, distinct = db.execute("SELECT COUNT(*), COUNT(DISTINCT episode || ':' || t)"
+                                        " FROM observations").fetchone()
+        n_sent = sum(len(v) for v in sent.values()) * batch
+        exactly_once = exactly_once and rows == 2 * distinct == 2 * n_sent
     finally:
         server.stop()
-    return {"ok": ok, "acknowledged": n_acked, "stored": n_stored}
+    return {"ok": ok, "exactly_once": exactly_once, "acknowledged": n_acked,
+            "stored": n_stored}
 
 
 def run(quick: bool = False, out: Path = Path("results"),
@@ -338,6 +355,7 @@ def run(quick: bool = False, out: Path = Path("results"),
         progress(f"SIGKILL during batch ingest: {rounds} rounds")
         kills = [kill_round(folder, seed) for seed in range(rounds)]
         results["kill"] = {"rounds": rounds, "passed": sum(k["ok"] for k in kills),
+                           "exactly_once": sum(k["exactly_once"] for k in kills),
                            "acknowledged": sum(k["acknowledged"] for k in kills),
                            "details": kills}
         progress(f"  {results['kill']['passed']}/{rounds} rounds kept every acknowledged "
@@ -395,6 +413,9 @@ def report(r: dict[str, Any]) -> str:
         row("kill -9 during batch ingest", f"{k['passed']}/{k['rounds']} rounds kept all "
             f"{k['acknowledged']} acknowledged observations", "10/10",
             k["passed"] == k["rounds"] == 10),
+        row("retry of every batch sent, after the kill (idempotency keys)",
+            f"{k['exactly_once']}/{k['rounds']} rounds: each batch replayed or stored, none "
+            "twice", "exactly once", k["exactly_once"] == k["rounds"]),
         "",
         "Ack latency is measured by the client from sending a batch to its 201 (HTTP), or "
         "from publishing to the service's confirmation on `lmtwin/<twin>/acks`, sent after "

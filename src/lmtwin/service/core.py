@@ -3,12 +3,13 @@ HTTP routes and the MQTT ingest both call. Routes stay thin; this stays thin ove
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,18 +22,21 @@ from lmtwin.service.db import ServiceDB
 from lmtwin.service.errors import Conflict, PayloadTooLarge, TwinNotFound, VariableNotFound
 from lmtwin.service.events import EventHub
 from lmtwin.service.settings import Settings
-from lmtwin.store import SQLiteStore, Store
+from lmtwin.service.stores import KeyedSQLiteStore
 from lmtwin.twin import Twin
 from lmtwin.types import Observation
 
+if TYPE_CHECKING:
+    from lmtwin.service.postgres import PostgresStore
 
-def open_store(url: str) -> Store:
+
+def open_store(url: str) -> KeyedSQLiteStore | PostgresStore:
     """The twins' store for a settings ``store`` value (path, 'memory' or postgresql URL)."""
     if url.startswith(("postgresql://", "postgres://")):
         from lmtwin.service.postgres import PostgresStore
 
         return PostgresStore(url)
-    return SQLiteStore(":memory:" if url == "memory" else url)
+    return KeyedSQLiteStore(":memory:" if url == "memory" else url)
 
 
 class LockedBackend:
@@ -118,7 +122,8 @@ class TwinService:
     def __init__(self, settings: Settings, backend: LLMBackend | None = None) -> None:
         self.settings = settings
         self.store = open_store(settings.store)
-        self.db = ServiceDB(settings.store)
+        self.db = ServiceDB(settings.store, self.store.connection
+                            if isinstance(self.store, KeyedSQLiteStore) else None)
         self.events = EventHub()
         self.backend: LLMBackend | None = None
         self._owns_backend = backend is None
@@ -323,21 +328,21 @@ class TwinService:
                 if previous is not None:
                     self.counters["replayed"] += 1
                     return {**previous, "replayed": True}
-            if len(rows) == 1:
-                row = rows[0]
-                stored = [twin.observe(row["values"], episode=str(row.get("episode", "default")),
-                                       t=row.get("t"))]
-            else:
-                stored = self._observe_many(entry, rows)
-            last: dict[str, float] = {}
+            stored = self._prepare(entry, rows)
+            last = {o.episode: o.t for o in stored}
+            result = {"stored": len(stored), "last_t": last, "replayed": False}
+            # the idempotency record commits in the same transaction as the rows
+            with self.store.keyed(name, key, json.dumps(result)):
+                if len(stored) == 1:
+                    obs = stored[0]
+                    twin.observe(obs.values, episode=obs.episode, t=obs.t)
+                else:
+                    twin.observe_many(stored)
             noise = entry.noise()
             for obs in stored:
                 entry.states.setdefault(obs.episode, {}).update(obs.values)
-                entry.last_t[obs.episode] = last[obs.episode] = obs.t
+                entry.last_t[obs.episode] = obs.t
                 self._assimilate(entry, obs, noise)
-            result = {"stored": len(stored), "last_t": last, "replayed": False}
-            if key is not None:
-                self.db.remember(name, key, result)
             self.counters["observations"] += len(stored)
             self.counters["batches"] += 1
             events = [{"episode": o.episode, "t": o.t, "values": o.values} for o in stored[-50:]]
@@ -347,32 +352,31 @@ class TwinService:
         self.events.publish(name, "state", {"states": states})
         return result
 
-    def _observe_many(self, entry: _Entry, rows: Sequence[Mapping[str, Any]]
-                      ) -> list[Observation]:
-        """Many rows in one transaction; times must rise within each episode."""
-        last = dict(entry.last_t)
-        out = []
+    def _prepare(self, entry: _Entry, rows: Sequence[Mapping[str, Any]]) -> list[Observation]:
+        """Rows as observations with their times (default: the episode's last time + 1,
+        as Twin.observe does); times must rise within each episode. Unknown names become
+        state variables on a lenient twin."""
         twin = entry.twin
-        if not twin.strict:  # as Twin.observe does: unknown names become state variables
+        if not twin.strict:
             names = dict.fromkeys(n for row in rows for n in row["values"]
                                   if n not in twin.schema)
-            new = [Variable(n, "state", description="added from data") for n in names]
-            for var in new:
+            for var in [Variable(n, "state", description="added from data") for n in names]:
                 twin.add_variable(var)
+        last = dict(entry.last_t)
+        out = []
         for row in rows:
             episode = str(row.get("episode", "default"))
             t = row.get("t")
             if t is None:
                 t = last[episode] + 1.0 if episode in last else 0.0
-            t = entry.twin.schema.check_value("t", t)
+            t = twin.schema.check_value("t", t)
             if episode in last and t <= last[episode]:
                 raise InvalidValue("t", t, f"not after episode {episode!r}'s last time "
                                            f"{last[episode]}")
             last[episode] = t
-            out.append(Observation(episode, t, row["values"]))
-        entry.twin.observe_many(out)
-        return [Observation(o.episode, o.t, {k: float(v) for k, v in o.values.items()})
-                for o in out]
+            values = twin.schema.validate(row["values"], strict=True)
+            out.append(Observation(episode, t, values))
+        return out
 
     def _assimilate(self, entry: _Entry, obs: Observation, noise: dict[str, Noise]) -> None:
         if entry.assimilator is None:

@@ -13,18 +13,20 @@ from typing import Any
 
 from lmtwin.errors import DependencyNotInstalled, StoreError
 
+IDEMPOTENCY_TABLE = """CREATE TABLE IF NOT EXISTS service_idempotency (
+        twin TEXT NOT NULL,
+        key TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        response TEXT NOT NULL,
+        PRIMARY KEY (twin, key))"""
+
 _TABLES = [
     """CREATE TABLE IF NOT EXISTS service_twins (
         name TEXT PRIMARY KEY,
         created_at DOUBLE PRECISION NOT NULL,
         archived_at DOUBLE PRECISION,
         config TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS service_idempotency (
-        twin TEXT NOT NULL,
-        key TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        response TEXT NOT NULL,
-        PRIMARY KEY (twin, key))""",
+    IDEMPOTENCY_TABLE,
     """CREATE TABLE IF NOT EXISTS service_keys (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -39,16 +41,24 @@ _TABLES = [
 class ServiceDB:
     """A DB-API connection with the service's tables. Thread-safe (one lock)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str,
+                 shared: tuple[sqlite3.Connection, threading.Lock] | None = None) -> None:
+        """``shared``: an SQLite connection and its lock to use (the store's), so that
+        'memory' stores and the service's tables are one database."""
         self.url = url
-        self._lock = threading.Lock()
+        self._lock = threading.Lock() if shared is None else shared[1]
         self._pg = url.startswith(("postgresql://", "postgres://"))
+        self._db: Any
+        self._errors: tuple[type[Exception], ...]
         try:
-            if self._pg:
+            if shared is not None:
+                self._db = shared[0]
+                self._errors = (sqlite3.Error,)
+            elif self._pg:
                 import psycopg
 
-                self._db: Any = psycopg.connect(url, autocommit=True)
-                self._errors: tuple[type[Exception], ...] = (psycopg.Error,)
+                self._db = psycopg.connect(url, autocommit=True)
+                self._errors = (psycopg.Error,)
             else:
                 path = ":memory:" if url == "memory" else url
                 self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -103,11 +113,6 @@ class ServiceDB:
                             (twin, key))
         return json.loads(rows[0][0]) if rows else None
 
-    def remember(self, twin: str, key: str, response: dict[str, Any]) -> None:
-        self.execute("INSERT INTO service_idempotency (twin, key, created_at, response)"
-                     " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                     (twin, key, time.time(), json.dumps(response)))
-
     def forget_before(self, at: float) -> None:
         self.execute("DELETE FROM service_idempotency WHERE created_at < ?", (at,))
 
@@ -142,4 +147,4 @@ class ServiceDB:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._db.close()  # closing a shared connection twice is harmless

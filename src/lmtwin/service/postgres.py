@@ -15,6 +15,8 @@ from typing import Any
 
 from lmtwin.errors import DependencyNotInstalled, StoreError
 from lmtwin.schema import SchemaChange
+from lmtwin.service.db import IDEMPOTENCY_TABLE
+from lmtwin.service.stores import INSERT_KEY, Keyed
 from lmtwin.store.base import Note
 from lmtwin.types import Observation
 
@@ -38,7 +40,7 @@ _SCHEMA = [
 ]
 
 
-class PostgresStore:
+class PostgresStore(Keyed):
     """Append-only store on PostgreSQL. Thread-safe (one connection behind a lock).
 
     Example:
@@ -50,6 +52,7 @@ class PostgresStore:
             import psycopg
         except ImportError as exc:
             raise DependencyNotInstalled("psycopg", "service") from exc
+        super().__init__()
         self._psycopg = psycopg
         self.url = url
         self._lock = threading.Lock()
@@ -58,16 +61,19 @@ class PostgresStore:
             with self._db.transaction():
                 # one creator at a time when several processes start together
                 self._db.execute("SELECT pg_advisory_xact_lock(7432001)")
-                for sql in _SCHEMA:
+                for sql in [*_SCHEMA, IDEMPOTENCY_TABLE]:
                     self._db.execute(sql)
         except psycopg.Error as exc:
             raise StoreError(f"cannot open PostgreSQL store: {exc}") from exc
 
-    def _write(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    def _write(self, sql: str, rows: Sequence[tuple[Any, ...]],
+               key: tuple[str, str, float, str] | None = None) -> None:
         with self._lock:
             try:
                 with self._db.transaction(), self._db.cursor() as cur:
                     cur.executemany(sql, rows)
+                    if key is not None:  # the idempotency record, in the same transaction
+                        cur.execute(INSERT_KEY.replace("?", "%s"), key)
             except self._psycopg.Error as exc:
                 raise StoreError(f"write to PostgreSQL failed: {exc}") from exc
 
@@ -83,7 +89,8 @@ class PostgresStore:
         rows = [(twin, o.episode, float(o.t), k, float(v), schema_version, now)
                 for o in observations for k, v in o.values.items()]
         self._write("INSERT INTO observations (twin, episode, t, variable, value,"
-                    " schema_version, recorded_at) VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+                    " schema_version, recorded_at) VALUES (%s, %s, %s, %s, %s, %s, %s)", rows,
+                    self._take_key())
 
     def observations(self, twin: str, episode: str | None = None, variable: str | None = None,
                      t_from: float | None = None, t_to: float | None = None,
