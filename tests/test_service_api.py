@@ -101,6 +101,10 @@ def test_idempotency_key_stores_once(api):
     assert first.json()["replayed"] is False and again.json()["replayed"] is True
     assert again.json()["stored"] == 5
     assert len(api.get("/twins/plant/history").json()) == 5
+    # the same key with another body is a client error, not a silent replay
+    other = api.post("/twins/plant/observations/batch", json={"observations": rows[:2]},
+                     headers=headers)
+    assert other.status_code == 409 and other.json()["error"] == "Conflict"
     # without a key, a repeated delivery is refused by time order, never stored twice
     dup = api.post("/twins/plant/observations/batch", json={"observations": rows})
     assert dup.status_code == 422 and dup.json()["error"] == "InvalidValue"

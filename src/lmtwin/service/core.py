@@ -3,6 +3,7 @@ HTTP routes and the MQTT ingest both call. Routes stay thin; this stays thin ove
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
@@ -323,16 +324,19 @@ class TwinService:
         entry = self.entry(name)
         twin = entry.twin
         with entry.lock:
+            digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
             if key is not None:
                 previous = self.db.replay(name, key)
                 if previous is not None:
+                    if previous.pop("request", digest) != digest:
+                        raise Conflict(f"idempotency key {key!r} was used for another request")
                     self.counters["replayed"] += 1
                     return {**previous, "replayed": True}
             stored = self._prepare(entry, rows)
             last = {o.episode: o.t for o in stored}
             result = {"stored": len(stored), "last_t": last, "replayed": False}
             # the idempotency record commits in the same transaction as the rows
-            with self.store.keyed(name, key, json.dumps(result)):
+            with self.store.keyed(name, key, json.dumps({**result, "request": digest})):
                 if len(stored) == 1:
                     obs = stored[0]
                     twin.observe(obs.values, episode=obs.episode, t=obs.t)
