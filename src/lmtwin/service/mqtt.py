@@ -107,6 +107,10 @@ class MqttIngest:
             self.counts["rejected"] += 1
             error = {"error": type(exc).__name__, "detail": str(exc)[:500], "id": key}
             client.publish(f"{self.prefix}/{twin or '_'}/errors", json.dumps(error), qos=0)
+        except Exception:
+            # a bug must not stop the network thread (paho re-raises from callbacks)
+            self.counts["rejected"] += 1
+            log.exception("MQTT message on %s could not be handled", msg.topic)
         finally:
             if ack and msg.qos > 0:
                 client.ack(msg.mid, msg.qos)
