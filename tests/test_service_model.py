@@ -32,3 +32,19 @@ def test_predict_through_the_service_with_gemma(tmp_path, gemma):
         # the model answered with a number near the truth (2.3), not an exact value
         assert 0.0 < p["by_predictor"][llm]["x"] < 5.0
         assert p["provenance"]["n_examples"] > 0
+
+
+def test_settings_turn_the_embedded_model_on():
+    from lmtwin.schema import Variable
+    from lmtwin.service import TwinService
+
+    service = TwinService(Settings(store="memory", llm="gemma3-270m", llm_threads=2))
+    try:
+        service.create("m", [Variable("x")])
+        assert service.describe("m")["predictors"] == ["persistence", "numeric", "llm"]
+    finally:
+        service.close()
+    numeric = TwinService(Settings(store="memory"))
+    numeric.create("n", [Variable("x")])
+    assert numeric.describe("n")["predictors"] == ["persistence", "numeric"]
+    numeric.close()
