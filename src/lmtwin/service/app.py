@@ -242,13 +242,10 @@ def create_app(settings: Settings | None = None, backend: LLMBackend | None = No
     def create_twin(body: m.TwinIn, s: Service, _: Admin) -> dict[str, Any]:
         variables = [Variable(v.name, v.role, v.unit, v.description, _f(v.lower), _f(v.upper))
                      for v in body.variables]
-        out = s.create(body.name, variables, body.strict, body.level, body.description,
-                       body.knowledge)
-        for v in body.variables:
-            if v.noise is not None:
-                s.describe_variable(body.name, v.name, {}, Noise(v.noise.sensor,
-                                                                 v.noise.process))
-        return s.describe(body.name) if any(v.noise for v in body.variables) else out
+        noise = {v.name: Noise(v.noise.sensor, v.noise.process)
+                 for v in body.variables if v.noise is not None}
+        return s.create(body.name, variables, body.strict, body.level, body.description,
+                        body.knowledge, noise)
 
     @app.get("/twins/{name}", response_model=m.TwinOut, responses=errors)
     def get_twin(name: str, s: Service, _: Read) -> dict[str, Any]:

@@ -173,7 +173,9 @@ class TwinService:
 
     def create(self, name: str, variables: Sequence[Variable], strict: bool = True,
                level: float = 0.9, description: str = "",
-               knowledge: Sequence[str] = ()) -> dict[str, Any]:
+               knowledge: Sequence[str] = (),
+               noise: Mapping[str, Noise] | None = None) -> dict[str, Any]:
+        """Register a twin with its first variables, notes and declared sensor noise."""
         Variable(name)  # twin names follow variable names' rules (letters, digits, _)
         if not 0 < level < 1:
             raise SchemaError("level must lie between 0 and 1")
@@ -190,6 +192,9 @@ class TwinService:
                 entry.twin.add_variable(var)
             for text in knowledge:
                 entry.twin.add_knowledge(text)
+            for var_name, var_noise in (noise or {}).items():
+                self._variable(entry, var_name)
+                self._set_noise(entry, var_name, var_noise)
         return self.describe(name)
 
     def describe(self, name: str) -> dict[str, Any]:
