@@ -136,6 +136,15 @@ def test_bad_input_is_mapped_by_type(api):
     api.post(url, json={"episode": "a", "t": 5, "values": {"x": 1.0}})
     r = api.post(url, json={"episode": "a", "t": 4, "values": {"x": 1.0}})
     assert r.status_code == 422 and r.json()["variable"] == "t"
+    r = api.post("/twins/plant/predict", json={"state": {"nope": 1.0}})
+    assert r.status_code == 422 and r.json()["error"] == "UnknownVariable"
+    assert api.post("/twins/plant/simulate",
+                    json={"plan": [{"u": 0.0}], "n_paths": 0}).status_code == 422
+    assert api.post("/twins/plant/predict", json={"state": {"x": "1"}}).status_code == 422
+    for path in ("/twins/nope", "/twins/nope/history", "/twins/nope/state",
+                 "/twins/nope/schema", "/twins/nope/knowledge", "/twins/nope/dashboard"):
+        assert api.get(path).status_code == 404, path
+    assert api.post("/twins/nope/predict", json={}).status_code == 404
     # nothing of the refused requests was stored
     assert len(api.get("/twins/plant/history").json()) == 1
 

@@ -160,6 +160,31 @@ Service = Annotated[TwinService, Depends(svc)]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
+class AccessLog:
+    """One line per request: method, path, status, time. Never the query string (it may
+    carry a key) nor any header. Plain ASGI, so streams pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status,
+                         1000 * (time.perf_counter() - started))
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
 def create_app(settings: Settings | None = None, backend: LLMBackend | None = None,
                service: TwinService | None = None) -> FastAPI:
     """The lmtwin web app.
@@ -201,14 +226,7 @@ def create_app(settings: Settings | None = None, backend: LLMBackend | None = No
                               "predictions with intervals, live updates.")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        # the path only: never the query (it may carry a key) nor any header
-        log.info("%s %s %d %.1f ms", request.method, request.url.path, response.status_code,
-                 1000 * (time.perf_counter() - started))
-        return response
+    app.add_middleware(AccessLog)
 
     @app.exception_handler(LmtwinError)
     async def lmtwin_error(request: Request, exc: LmtwinError) -> JSONResponse:
