@@ -421,5 +421,8 @@ def report(r: dict[str, Any]) -> str:
         "from publishing to the service's confirmation on `lmtwin/<twin>/acks`, sent after "
         "the commit (MQTT). State reads are `GET /twins/<name>/state`, answered from the "
         "service's cache of each episode's latest values.", "",
+        "The dashboard, as headless Chromium renders it in "
+        "`tests/test_service_dashboard.py` (saved to `out/service/dashboard.png`):", "",
+        "![dashboard](service-dashboard.png)", "",
     ]
     return "\n".join(lines)
