@@ -81,3 +81,25 @@ def test_mqtt_ingest_and_broker_restart(tmp_path, broker):  # noqa: F811
         for cl in (pub, listener):
             cl.loop_stop()
             cl.disconnect()
+
+
+def test_service_starts_before_its_broker(tmp_path):
+    from test_service_support import Mosquitto
+
+    late = Mosquitto(tmp_path)  # port chosen, broker not started yet
+    settings = Settings(store=str(tmp_path / "late.db"), mqtt_host="127.0.0.1",
+                        mqtt_port=late.port)
+    with client(settings) as c:
+        c.post("/twins", json={"name": "a", "variables": XU}).raise_for_status()
+        health = c.get("/health").json()
+        assert health["status"] == "ok" and health["mqtt"]["connected"] is False
+        late.start()
+        try:
+            wait_for(lambda: c.get("/health").json()["mqtt"]["connected"], timeout=20)
+            pub = _publisher(late.port)
+            _publish(pub, "lmtwin/a/observations", {"observations": linear_rows(3)})
+            wait_for(lambda: _count(c) == 3)
+            pub.loop_stop()
+            pub.disconnect()
+        finally:
+            late.stop()
