@@ -122,13 +122,13 @@ def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     store: Annotated[str | None, typer.Option(
-        help="SQLite path, 'memory' or postgresql:// URL [env LMTWIN_STORE; lmtwin.db]")] = None,
+        help="SQLite path, 'memory' or postgresql:// URL (env LMTWIN_STORE; default lmtwin.db)")] = None,
     llm: Annotated[str | None, typer.Option(
         help="language model beside the numeric predictors: none, gemma3-270m, "
-             "smollm2-135m, a GGUF path [env LMTWIN_LLM; none]")] = None,
+             "smollm2-135m, a GGUF path (env LMTWIN_LLM; default none)")] = None,
     llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL")] = None,
     mqtt_host: Annotated[str | None, typer.Option(help="MQTT broker to ingest from")] = None,
-    mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port [1883]")] = None,
+    mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port (default 1883)")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
 ) -> None:
     """Serve twins over HTTP (and MQTT): ingest, state, predictions, live updates.
