@@ -83,8 +83,12 @@ function draw() {
   const c = document.getElementById("chart"), g = c.getContext("2d");
   g.clearRect(0, 0, c.width, c.height);
   const names = Object.keys(series);
-  document.getElementById("legend").innerHTML = names.map((n, i) =>
-    `<span style="color:${COLORS[i % COLORS.length]}">■ ${esc(n)}</span>`).join(" ");
+  // each series is scaled to its own range, shown in the legend
+  document.getElementById("legend").innerHTML = names.map((n, i) => {
+    const vs = series[n].map(p => p[1]);
+    return `<span style="color:${COLORS[i % COLORS.length]}">■ ${esc(n)}</span> ` +
+      `${fmt(Math.min(...vs))} to ${fmt(Math.max(...vs))}`;
+  }).join(" · ");
   names.forEach((n, i) => {
     const pts = series[n]; if (pts.length < 1) return;
     const ts = pts.map(p => p[0]), vs = pts.map(p => p[1]);
