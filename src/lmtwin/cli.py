@@ -122,7 +122,8 @@ def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     store: Annotated[str | None, typer.Option(
-        help="SQLite path, 'memory' or postgresql:// URL (env LMTWIN_STORE; default lmtwin.db)")] = None,
+        help="SQLite path, 'memory' or postgresql:// URL "
+             "(env LMTWIN_STORE; default lmtwin.db)")] = None,
     llm: Annotated[str | None, typer.Option(
         help="language model beside the numeric predictors: none, gemma3-270m, "
              "smollm2-135m, a GGUF path (env LMTWIN_LLM; default none)")] = None,
