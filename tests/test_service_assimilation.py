@@ -38,6 +38,12 @@ def test_kalman_fused_state_beats_raw_readings(tmp_path):
         assert 0 < sd < 1.0  # the filter is more certain than one reading
         # the store keeps the raw readings; the fused state is served beside them
         assert c.get("/twins/tank/state").json()["values"]["level"] == readings[-1]
+        before = c.get("/twins/tank/state").json()["fused"]["level"]
+    # after a restart the filter is rebuilt from the stored readings
+    with client(Settings(store=str(tmp_path / "kf.db"))) as c:
+        after = c.get("/twins/tank/state").json()["fused"]["level"]
+        assert abs(after["mean"] - before["mean"]) < 1e-9 and abs(after["sd"] - before["sd"]) < 1e-9
         # the filter can be switched off again
         r = c.patch("/twins/tank/variables/level", json={"clear_noise": True})
         assert r.status_code == 200 and r.json()["noise"] is None
+        assert not c.get("/twins/tank/state").json().get("fused")

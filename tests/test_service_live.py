@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 
 import httpx
 
@@ -71,3 +72,24 @@ def test_sse_streams_observations_and_survives_disconnects(tmp_path):
         assert http.get("/health").status_code == 200
         assert len(http.get("/twins/a/history").json()) == before
         http.close()
+
+
+def test_concurrent_duplicates_store_once(tmp_path):
+    rows = linear_rows(20)
+    with live_server(Settings(store=str(tmp_path / "dup.db"))) as url:
+        httpx.post(f"{url}/twins", json={"name": "a", "variables": XU}).raise_for_status()
+        results: list[dict] = []
+
+        def deliver() -> None:
+            r = httpx.post(f"{url}/twins/a/observations/batch", json={"observations": rows},
+                           headers={"Idempotency-Key": "same"}, timeout=10)
+            results.append({"status": r.status_code, **r.json()})
+
+        threads = [threading.Thread(target=deliver) for _ in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(20)
+        assert [r["status"] for r in results] == [201] * 8
+        assert sorted(r["replayed"] for r in results) == [False] + [True] * 7
+        assert len(httpx.get(f"{url}/twins/a/history").json()) == 20
