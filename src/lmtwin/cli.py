@@ -223,6 +223,8 @@ def bench_tasks(
         "results/bench"),
     data_dir: Annotated[Path | None, typer.Option(
         help="folder with hare_lynx.csv and plankton_3dlv.csv")] = None,
+    report_only: Annotated[bool, typer.Option(
+        help="only render report.md and the PNGs again from OUT/results.json")] = False,
 ) -> None:
     """The literature's tasks (HDTwinGen protocol) and the continual-update scenarios:
     baselines and lmtwin variants, one-step MSE with 95% CIs, rollouts, intervals, cost."""
@@ -232,6 +234,10 @@ def bench_tasks(
     from lmtwin.bench.scenarios import SCENARIOS
     from lmtwin.bench.tasks import TASKS
 
+    if report_only:
+        written = suite.rewrite(out)
+        console.print(f"written: {', '.join(map(str, written))}")
+        return
     cfg = suite.Config.quick_run() if quick else suite.Config()
     if tasks != "all":
         cfg.tasks = [t.strip() for t in tasks.split(",") if t.strip()]

@@ -352,8 +352,8 @@ class LLMTime:
     name = "llmtime"
     k = 0  # no retrieval
 
-    def __init__(self, backend: LLMBackend, precision: int = 2, alpha: float = 0.95,
-                 beta: float = 0.3, max_history: int = 30) -> None:
+    def __init__(self, backend: LLMBackend, precision: int = 3, alpha: float = 0.95,
+                 beta: float = 0.3, max_history: int = 20) -> None:
         self.backend = backend
         self.precision = precision
         self.alpha, self.beta = alpha, beta

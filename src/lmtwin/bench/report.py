@@ -143,7 +143,10 @@ def markdown(results: dict[str, Any]) -> str:
             "change and one after it, observing each day after predicting it; nothing in it "
             "is retrained. Error: squared relative error of the tumour volume v. Recovery: "
             "observations after the change until the mean error of the last 5 is back "
-            "within 1.5x of the level before the change (target: within 20, ✓). Baselines "
+            "within 1.5x of the level before the change (target: within 20, ✓; the stream "
+            f"after the change is {results['scenario_sizes']['post_steps']} observations "
+            f"long, after {results['scenario_sizes']['pre_steps']} before it and "
+            f"{results['scenario_sizes']['warm_patients']} warm-up patients). Baselines "
             "are kept as fitted before the change, or refitted every "
             f"{results['scenario_sizes']['refit_every']} observations on everything seen "
             "(actions not yet in the schema taken as 0); refit time is their cost.", "",

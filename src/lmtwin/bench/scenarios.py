@@ -75,7 +75,7 @@ class ScenarioSizes:
 
     @classmethod
     def quick(cls) -> ScenarioSizes:
-        return cls(warm_patients=12, pre_steps=6, post_steps=20, refit_every=5,
+        return cls(warm_patients=12, pre_steps=4, post_steps=16, refit_every=4,
                    dynode_steps=150)
 
 

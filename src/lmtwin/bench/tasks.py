@@ -71,7 +71,7 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         return cls(patients=(40, 4, 2), covid_trajectories=2, covid_population=5_000,
-                   test_trajectories=1, test_steps=15, val_steps=8)
+                   test_trajectories=1, test_steps=10, val_steps=4)
 
     @classmethod
     def full(cls) -> Sizes:
