@@ -163,6 +163,11 @@ def test_predict_and_simulate_with_intervals(api):
                      json={"state": {"x": x}, "action": {"u": u}, "episode": "e"})
         assert r.status_code == 200, r.text
         x, t = 0.9 * x + u, t + 1
+    perf = api.get("/twins/plant/performance").json()
+    assert perf["scored"] == 24 and perf["n_intervals"] > 0  # the last one awaits its answer
+    assert perf["mse"]["numeric"] < perf["mse"]["persistence"]
+    assert set(perf["weights"]) == {"persistence", "numeric"}
+    assert perf["weights"]["numeric"] > perf["weights"]["persistence"]
     p = api.post("/twins/plant/predict", json={"state": {"x": 2.0}, "action": {"u": 0.5}}).json()
     assert p["provenance"]["calibrated"] is True
     assert p["lower"]["x"] <= p["mean"]["x"] <= p["upper"]["x"]

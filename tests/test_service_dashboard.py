@@ -104,6 +104,17 @@ def test_dashboard_renders_and_follows_live_updates(tmp_path):
             http.post("/twins/plant/observations/batch",
                       json={"observations": linear_rows(60, episode="default")}
                       ).raise_for_status()
+            # observe-then-predict for a while, so the twin has scores and intervals
+            last = http.get("/twins/plant/state").json()["values"]
+            x = 0.9 * last["x"] + last["u"]
+            for t in range(60, 85):
+                u = 0.5 if t % 3 == 0 else 0.0
+                http.post("/twins/plant/observations",
+                          json={"t": t, "values": {"x": x, "u": u}}).raise_for_status()
+                http.post("/twins/plant/predict", json={"state": {"x": x}, "action": {"u": u},
+                                                        "episode": "default"}
+                          ).raise_for_status()
+                x = 0.9 * x + u
             key = http.post("/keys", json={"name": "viewer", "twins": ["plant"],
                                            "scopes": ["read"]}).json()["key"]
             browser.page("Page.navigate", url=f"{url}/twins/plant/dashboard?key={key}")
@@ -124,11 +135,17 @@ def test_dashboard_renders_and_follows_live_updates(tmp_path):
             nxt = browser.eval("document.querySelector('#state tr[data-variable=x] .next')"
                                ".textContent")
             assert nxt and float(nxt.split()[0]) > 0  # the twin's next-step prediction
+            shown = browser.eval("[...document.querySelectorAll('#predictors tbody tr')]"
+                                 ".map(r => r.dataset.predictor)")
+            assert shown == ["persistence", "numeric", "combined"]
+            assert "[" in nxt  # calibrated: the 90% interval is shown
+            assert "intervals held the outcome" in browser.eval(
+                "document.getElementById('coverage').textContent")
             wait_for(lambda: browser.eval("document.getElementById('status').textContent")
                      == "live", timeout=10)
             # a new observation reaches the open page over Server-Sent Events
             http.post("/twins/plant/observations",
-                      json={"t": 60, "values": {"x": 42.0, "u": 0.0}}).raise_for_status()
+                      json={"t": 85, "values": {"x": 42.0, "u": 0.0}}).raise_for_status()
             wait_for(lambda: browser.eval(
                 "document.querySelector('#state tr[data-variable=x]').children[1]"
                 ".textContent") == "42.000", timeout=10)

@@ -346,6 +346,11 @@ def create_app(settings: Settings | None = None, backend: LLMBackend | None = No
     def predict(name: str, body: m.PredictIn, s: Service, _: Read) -> dict[str, Any]:
         return s.predict(name, body.state, body.action, body.episode, body.score)
 
+    @app.get("/twins/{name}/performance", responses=errors)
+    def performance(name: str, s: Service, _: Read,
+                    last: Annotated[int, Query(ge=1, le=10_000)] = 200) -> dict[str, Any]:
+        return s.performance(name, last)
+
     @app.post("/twins/{name}/simulate", response_model=m.SimulationOut, responses=errors)
     def simulate(name: str, body: m.SimulateIn, s: Service, _: Read) -> dict[str, Any]:
         return s.simulate(name, body.state, body.plan, body.n_paths, body.horizon, body.episode)

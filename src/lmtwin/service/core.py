@@ -427,6 +427,29 @@ class TwinService:
         rows = entry.twin.history(variable, episode, t_from, t_to, as_of)
         return [{"episode": o.episode, "t": o.t, "values": o.values} for o in rows[-limit:]]
 
+    def performance(self, name: str, last: int = 200) -> dict[str, Any]:
+        """How the twin's scored predictions went: error per predictor and combined,
+        interval coverage, and the combination weights in force."""
+        twin = self.entry(name).twin
+        scores = twin.scores_[-last:]  # a copy; the list grows as observations arrive
+        names = [p.name for p in twin.predictors]
+        sq: dict[str, list[float]] = {n: [] for n in [*names, "combined"]}
+        covered = []
+        for sc in scores:
+            sq["combined"].append((sc.combined - sc.actual) ** 2)
+            for n, v in sc.by_predictor.items():
+                sq.setdefault(n, []).append((v - sc.actual) ** 2)
+            if sc.lower is not None and sc.upper is not None:
+                covered.append(sc.lower <= sc.actual <= sc.upper)
+        return jsonable({
+            "scored": len(scores),
+            "mse": {n: float(np.mean(v)) if v else None for n, v in sq.items()},
+            "coverage": float(np.mean(covered)) if covered else None,
+            "n_intervals": len(covered),
+            "level": twin.level,
+            "weights": twin.hedge.weights(names),
+        })
+
     # --- intervene -----------------------------------------------------------------
     def _current(self, entry: _Entry, episode: str) -> dict[str, float]:
         schema = entry.twin.schema

@@ -31,6 +31,9 @@ _PAGE = """<!doctype html>
   <table id="state"><thead><tr><th>variable</th><th>reading</th><th>fused</th><th>±sd</th>
   <th>next (90%)</th>
   </tr></thead><tbody></tbody></table>
+  <h2>Predictors</h2>
+  <table id="predictors"><thead><tr><th>predictor</th><th>weight</th><th>MSE</th></tr></thead>
+  <tbody></tbody></table><div class="muted" id="coverage"></div>
   <h2>Variables</h2><table id="schema"><tbody></tbody></table>
   <h2>Knowledge</h2><ul id="notes"></ul>
  </div>
@@ -122,6 +125,14 @@ async function predictNext() {
     if (!r.ok) return;
     shown = await r.json();
     showPrediction(shown);
+    const perf = await get("/performance");
+    document.querySelector("#predictors tbody").innerHTML = Object.keys(perf.mse).map(n =>
+      `<tr data-predictor="${esc(n)}"><td>${esc(n)}</td>` +
+      `<td class="num">${n in perf.weights ? perf.weights[n].toFixed(2) : ""}</td>` +
+      `<td class="num">${fmt(perf.mse[n])}</td></tr>`).join("");
+    document.getElementById("coverage").textContent = perf.coverage === null ? "" :
+      `${(100 * perf.coverage).toFixed(0)}% of ${perf.n_intervals} intervals held the ` +
+      `outcome (nominal ${(100 * perf.level).toFixed(0)}%)`;
   } finally { predicting = false; }
 }
 async function load() {
