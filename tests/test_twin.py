@@ -147,8 +147,8 @@ def test_llm_predictor_plumbing_with_scripted_backend(xy_twin):
     assert "# note: pushes are stronger on Mondays" in prompt
     assert "# x: position [m]" in prompt
     assert "-> dx*100" in prompt  # changes of x are written in hundredths
-    assert "# x*100 u*1000 -> dx*100" in prompt
-    assert prompt.splitlines()[-1] == "200 500 ->"
+    assert "# x*10 u*100 -> dx*100" in prompt
+    assert prompt.splitlines()[-1] == "20 50 ->"
 
 
 def test_unparseable_reply_retries_then_reports(xy_twin):

@@ -25,7 +25,8 @@ class LLMPredictor:
         grammar: constrain replies with a grammar when the backend supports it.
         describe: write the variables' descriptions and knowledge notes in the prompt.
         min_examples: below this many complete examples, raise NotReady.
-        k: examples in the prompt (16 keeps a 3-variable prompt under 300 tokens).
+        k: examples in the prompt.
+        digits_in, digits_out, arrow: how rows are written (see ``prompt.render``).
     """
 
     name = "llm"
@@ -40,7 +41,13 @@ class LLMPredictor:
         describe: bool = True,
         min_examples: int = 2,
         k: int = 16,
+        digits_in: int = 2,
+        digits_out: int = 2,
+        arrow: str = " ->",
     ) -> None:
+        self.digits_in = digits_in
+        self.digits_out = digits_out
+        self.arrow = arrow
         self.backend = backend
         self.k = k
         self.n_samples = n_samples
@@ -58,7 +65,8 @@ class LLMPredictor:
         complete = [e for e in examples if all(e.delta(t) is not None for t in query.targets)]
         if len(complete) < self.min_examples:
             raise NotReady(f"llm predictor has {len(complete)} complete examples")
-        prompt, layout = render(query, complete, describe=self.describe)
+        prompt, layout = render(query, complete, self.describe, self.digits_in,
+                                self.digits_out, self.arrow)
         grammar = (
             reply_grammar(len(query.targets))
             if self.grammar and self.backend.supports_grammar

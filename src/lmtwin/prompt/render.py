@@ -96,10 +96,19 @@ class Layout:
 
 
 def render(
-    query: Query, examples: Sequence[Transition], describe: bool = True
+    query: Query,
+    examples: Sequence[Transition],
+    describe: bool = True,
+    digits_in: int = 3,
+    digits_out: int = 2,
+    arrow: str = " ->",
 ) -> tuple[str, Layout]:
-    """Return the prompt and its layout. The prompt ends where the model's reply begins."""
-    layout = Layout.for_query(query, examples)
+    """Return the prompt and its layout. The prompt ends where the model's reply begins.
+
+    ``digits_in``/``digits_out`` are the significant digits of inputs and of changes;
+    ``arrow`` separates them (each digit and separator is one token for Gemma).
+    """
+    layout = Layout.for_query(query, examples, digits_in, digits_out)
     lines = []
     if describe:
         for name in layout.inputs:
@@ -113,10 +122,11 @@ def render(
     outs = " ".join(
         header(f"d{n}", e) for n, e in zip(layout.targets, layout.target_exp, strict=True)
     )
-    lines.append(f"# {cols} -> {outs}")
+    lines.append(f"# {cols}{arrow} {outs}")
+    gap = "" if arrow.endswith(("|", ":", "=")) and not arrow.startswith(" ") else " "
     for ex in examples:
         changes = layout.changes(ex)
         if changes is not None:
-            lines.append(f"{layout.row(ex.state, ex.action)} -> {changes}")
-    lines.append(f"{layout.row(query.state, query.action)} ->")
+            lines.append(f"{layout.row(ex.state, ex.action)}{arrow}{gap}{changes}")
+    lines.append(f"{layout.row(query.state, query.action)}{arrow}")
     return "\n".join(lines), layout

@@ -32,9 +32,9 @@ Variant = Literal["cancer", "cancer-chemo", "cancer-untreated"]
 
 CANCER_VARIABLES = [
     Variable("v", "state", "cm3", "tumour volume", lower=0.0),
-    Variable("c", "state", "mg/m3", "chemotherapy drug concentration in blood", lower=0.0),
-    Variable("ca", "action", "mg", "chemotherapy dose given this day", lower=0.0, upper=10.0),
-    Variable("ra", "action", "Gy", "radiotherapy dose given this day", lower=0.0, upper=10.0),
+    Variable("c", "state", "mg/m3", "chemo drug concentration", lower=0.0),
+    Variable("ca", "action", "mg", "chemo dose given", lower=0.0, upper=10.0),
+    Variable("ra", "action", "Gy", "radio dose given", lower=0.0, upper=10.0),
 ]
 
 
