@@ -191,7 +191,7 @@ def run_scenario(name: str, backend: LLMBackend | None, sizes: ScenarioSizes, se
                     refit_seconds[b] += time.perf_counter() - start
         if phase == "post":
             weights_after = twin.hedge.weights([p.name for p in twin.predictors])
-    twin.close()
+    twin.store.close()  # not twin.close(): that closes the shared language model too
     n_pre = len(pre) - 1
     summary: dict[str, Any] = {}
     for m, curve in curves.items():

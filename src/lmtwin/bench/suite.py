@@ -143,7 +143,7 @@ def run_twin(task: Task, test: list[Any], backend: LLMBackend | None, cfg: Confi
                 records[out].rollout.append(rollout(p, task, traj, _searcher(twin, p.k)))
         stream(method, task, [traj], f"test{i}-", records)
     weights = twin.hedge.weights([p.name for p in twin.predictors])
-    twin.close()
+    twin.store.close()  # not twin.close(): that closes the shared language model too
     return records, time.perf_counter() - start, weights
 
 
@@ -287,8 +287,13 @@ FULL_PROTOCOL_NOTE = (
 def run(cfg: Config, backend: LLMBackend | None, scenarios: Sequence[str], out: Path | None,
         command: str, backend_name: str = "none") -> dict[str, Any]:
     """Run the tasks and the scenarios, then write results.json, report.md and PNGs."""
+    import warnings
+
     from rich.progress import Progress
 
+    _one_torch_thread()
+    # crepes warns on every interval while a twin has few residuals; the report says so
+    warnings.filterwarnings("ignore", message="the no. of calibration examples")
     started = time.perf_counter()
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "command": command,
@@ -328,6 +333,16 @@ def run(cfg: Config, backend: LLMBackend | None, scenarios: Sequence[str], out: 
     if out is not None:
         write(results, out)
     return results
+
+
+def _one_torch_thread() -> None:
+    """Train the small baselines on one thread: torch's OpenMP pool and llama.cpp's in
+    one process crashed here (segmentation fault) and fight over 2 shared cores."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
 
 
 def rewrite(out: Path) -> list[Path]:
