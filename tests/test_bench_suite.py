@@ -90,11 +90,11 @@ def test_recovery_counts_observations_until_back_within_the_factor() -> None:
 
 @pytest.mark.model
 def test_language_model_variants_on_the_real_model(gemma) -> None:  # type: ignore[no-untyped-def]
-    sizes = Sizes(test_trajectories=1, test_steps=3, val_steps=3)
+    sizes = Sizes(test_trajectories=1, test_steps=2, val_steps=2)
     cfg = _cfg(tasks=["hare-lynx"], seeds=[10], sizes=sizes, baselines=["llmtime"])
     r = suite.run_task("hare-lynx", cfg, gemma)
     m = r["methods"]
     assert {"llmtime", "lmtwin[raw]", "lmtwin-llm[raw]"} <= set(m)
     assert m["lmtwin-llm[raw]"]["tokens_per_prediction"]["mean"] > 0
-    assert m["llmtime"]["predictions"] == 3
+    assert m["llmtime"]["predictions"] == 2
     assert 0.0 <= r["lm_weight_share"]["raw"] <= 1.0

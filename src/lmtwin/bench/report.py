@@ -105,7 +105,10 @@ def markdown(results: dict[str, Any]) -> str:
         "`[tuned]` (the CALM-DT set encoder fine-tuned on the train split) retrieval. The "
         "twin observed the train split and the first validation steps; it keeps observing "
         "the test stream after each prediction (online, as a twin runs), while baselines "
-        "keep their train-split fit.", "",
+        "keep their train-split fit. `fit s` is the training time of a baseline and, for "
+        "lmtwin rows, the twin's whole run (observing the train split, tuning, streaming); "
+        "`s / pred` of lmtwin rows is the twin's whole prediction (every predictor in it).",
+        "",
         "## Summary", "",
         "| task | best baseline | its MSE | lmtwin[raw] / best | lmtwin[tuned] / best | "
         "LM weight share (raw, tuned) |", "|---|---|---|---|---|---|",

@@ -276,12 +276,16 @@ FULL_PROTOCOL_NOTE = (
     "`lmtwin bench tasks` without `--quick` runs the protocol as written: seeds 10..19, "
     "1000 patients per cancer split, 24 COVID trajectories per split of 1,000,000 people, "
     "whole test splits, the language-model methods on every seed, rollouts of every "
-    "method. On this 2-core machine the language model answers about one prediction a "
-    "second, and the full protocol needs about 60 test steps x 1000 patients x 3 cancer "
-    "variants per seed for each twin: roughly 2 x 10^6 language-model calls, weeks of CPU "
-    "time; covasim at 10^6 people also needs about 1 GB and a minute per trajectory. Run "
-    "it on a GPU server through an OpenAI-compatible backend, or cap the test split with "
-    "the options of `lmtwin bench tasks --help`.")
+    "method. Expected duration on this 2-core machine: the embedded language model "
+    "answers about one call per 0.5-5 seconds (depending on the load and the number of "
+    "variables), and the cancer tasks alone need 60 test steps x 1000 patients x 3 "
+    "variants x 10 seeds = 1.8 million steps for each of the two twins and LLMTime, "
+    "about 5 million language-model calls: two months or more. The baselines' full "
+    "training adds hours, and covasim at 10^6 people needs about 1 GB and a minute or two "
+    "per trajectory (72 per seed). The full protocol is meant for a GPU server behind an "
+    "OpenAI-compatible backend; on this machine `--quick` is what runs (9 minutes with "
+    "the machine lightly loaded; about three times longer while other heavy jobs share "
+    "its 2 cores, since every language-model call slows down).")
 
 
 def run(cfg: Config, backend: LLMBackend | None, scenarios: Sequence[str], out: Path | None,
@@ -336,8 +340,8 @@ def run(cfg: Config, backend: LLMBackend | None, scenarios: Sequence[str], out: 
 
 
 def _one_torch_thread() -> None:
-    """Train the small baselines on one thread: torch's OpenMP pool and llama.cpp's in
-    one process crashed here (segmentation fault) and fight over 2 shared cores."""
+    """Train the small baselines on one thread: torch's thread pool and llama.cpp's would
+    otherwise fight over the 2 shared cores (the language model keeps its 2 threads)."""
     try:
         import torch
     except ImportError:
@@ -349,7 +353,9 @@ def rewrite(out: Path) -> list[Path]:
     """Render report.md and the PNGs again from an existing results.json."""
     import json
 
-    return write(json.loads((out / "results.json").read_text()), out)
+    results = json.loads((out / "results.json").read_text())
+    results["full_protocol_note"] = FULL_PROTOCOL_NOTE
+    return write(results, out)
 
 
 def write(results: dict[str, Any], out: Path) -> list[Path]:
