@@ -98,3 +98,21 @@ def test_language_model_variants_on_the_real_model(gemma) -> None:  # type: igno
     assert m["lmtwin-llm[raw]"]["tokens_per_prediction"]["mean"] > 0
     assert m["llmtime"]["predictions"] == 2
     assert 0.0 <= r["lm_weight_share"]["raw"] <= 1.0
+
+
+def test_cli_reports_an_unknown_task_and_runs_the_others(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lmtwin.cli import app
+
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(app, [
+        "bench", "tasks", "--quick", "--tasks", "nope,hare-lynx", "--model", "none",
+        "--scenarios", "none", "--baselines", "persistence,ridge", "--seeds", "1",
+        "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "unknown task" in result.output and "nope" in result.output
+    data = json.loads((out / "results.json").read_text())
+    assert "error" in data["tasks"]["nope"]
+    assert data["tasks"]["hare-lynx"]["best_baseline"] in ("persistence", "ridge")
+    assert (out / "hare-lynx.png").exists()
