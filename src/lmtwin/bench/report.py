@@ -12,6 +12,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+DEPARTURES = [
+    "- Hare-Lynx: no action (HDTwinGen passes the year as one; a calendar year carries no "
+    "dynamics, and a twin should not extrapolate on it).",
+    "- Baselines are fitted on the train split only, with no early stopping on the "
+    "validation split; lmtwin uses the validation split's first steps to learn its "
+    "combination weights and intervals.",
+    "- LLMTime-style forecaster: the variables of one time step are written side by side "
+    "and forecast in one call (LLMTime forecasts each variable in its own call); its "
+    "history is the test trajectory so far (at most 20 steps), so its first step is "
+    "persistence; precision 3 digits, scaler alpha 0.95, beta 0.3. A reply it cannot "
+    "parse falls back to persistence and is counted.",
+    "- GRU and Transformer: a history shorter than the window is padded with its first "
+    "row; the Transformer has d_model 64, 2 layers, 4 heads (the protocol fixes only "
+    "its window).",
+    "- Plankton: integrated with LSODA (rtol 1e-10) at t = 0..100; the largest gap to the "
+    "CSV is in the task's data line. COVID: initial infections scaled to the population "
+    "size; E-I is covasim's exposed minus infectious.",
+    "- Scenarios: errors are relative (patients differ in size by orders of magnitude).",
+]
+
 
 def _num(x: float | None, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
@@ -162,6 +182,7 @@ def markdown(results: dict[str, Any]) -> str:
             w = ", ".join(f"{k} {v:.2f}" for k, v in s["weights_after"].items())
             lines += [*scenario_table(s), "", f"Combination weights at the end: {w}.", ""]
         lines += ["![scenarios](scenarios.png)", ""]
+    lines += ["## Departures from the protocol", "", *DEPARTURES, ""]
     lines += ["## Full protocol", "", results.get("full_protocol_note", ""), ""]
     return "\n".join(lines)
 
