@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
+# the engine demo, then the service with a demo twin fed live over MQTT (Ctrl-C stops it)
 demo: $(STAMP)
 	$(BIN)/lmtwin demo
+	$(BIN)/lmtwin serve --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

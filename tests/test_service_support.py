@@ -3,9 +3,6 @@ mosquitto broker. (No tests here; the other test_service_* modules import these.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,12 +18,8 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from lmtwin.service import Settings, create_app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from lmtwin.service import broker as lib_broker
+from lmtwin.service.broker import free_port
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 10.0, every: float = 0.05) -> Any:
@@ -64,41 +57,20 @@ def live_server(settings: Settings, **kwargs: Any) -> Iterator[str]:
         thread.join(10)
 
 
-class Mosquitto:
-    """A real mosquitto broker on 127.0.0.1, stoppable and restartable on the same port."""
+class Mosquitto(lib_broker.Mosquitto):
+    """The library's broker (``lmtwin.service.broker``); skips when mosquitto is missing."""
 
     def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             "persistence false\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._listening, timeout=10)
-
-    def _listening(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+        mosquitto_binary()
+        super().__init__(folder)
 
 
 def mosquitto_binary() -> str:
-    for path in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
-        if path and Path(path).exists():
-            return path
-    pytest.skip("Debian package mosquitto is not installed (scripts/system-deps.sh installs it)")
-    raise AssertionError  # unreachable
+    path = lib_broker.mosquitto_binary()
+    if path is None:
+        pytest.skip("Debian package mosquitto is not installed "
+                    "(scripts/system-deps.sh installs it)")
+    return path
 
 
 @pytest.fixture

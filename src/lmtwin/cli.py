@@ -120,7 +120,8 @@ def demo(
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int | None, typer.Option(
+        help="TCP port (default 8000; with --demo a free one if 8000 is taken)")] = None,
     store: Annotated[str | None, typer.Option(
         help="SQLite path, 'memory' or postgresql:// URL "
              "(env LMTWIN_STORE; default lmtwin.db)")] = None,
@@ -131,12 +132,21 @@ def serve(
     mqtt_host: Annotated[str | None, typer.Option(help="MQTT broker to ingest from")] = None,
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port (default 1883)")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+    demo: Annotated[bool, typer.Option(
+        help="also run a demo twin fed live over MQTT by a simulated device (starts a "
+             "local mosquitto unless --mqtt-host is given); Ctrl-C stops everything")] = False,
+    duration: Annotated[float | None, typer.Option(
+        help="with --demo: stop after this many seconds (default: run until Ctrl-C)")] = None,
+    rate: Annotated[float, typer.Option(
+        help="with --demo: observations per second from the simulated device")] = 4.0,
 ) -> None:
     """Serve twins over HTTP (and MQTT): ingest, state, predictions, live updates.
 
     Authentication is on when LMTWIN_ADMIN_KEY is set (never pass keys as arguments).
     Every setting can also come from LMTWIN_<NAME> variables; see /docs once running.
     """
+    if rate <= 0 or (duration is not None and duration <= 0):
+        raise typer.BadParameter("--rate and --duration must be positive")
     try:
         import uvicorn
 
@@ -147,7 +157,7 @@ def serve(
     try:
         settings = Settings.from_env(store=store, llm=llm, llm_url=llm_url,
                                      mqtt_host=mqtt_host, mqtt_port=mqtt_port,
-                                     log_level=log_level)
+                                     log_level=log_level or ("warning" if demo else None))
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -155,8 +165,20 @@ def serve(
 
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, access_log=False,
-                log_level=settings.log_level)
+    if demo:
+        from lmtwin.service.demo import serve_demo
+
+        def say(line: str) -> None:
+            print(line, flush=True)  # plain: a URL must not be wrapped or styled
+
+        try:
+            code = serve_demo(settings, host, port, duration, rate, say)
+        except (OSError, RuntimeError) as exc:  # no mosquitto, port taken, ...
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from exc
+        raise typer.Exit(code)
+    uvicorn.run(create_app(settings), host=host, port=8000 if port is None else port,
+                access_log=False, log_level=settings.log_level)
 
 
 def _markdown(summary: dict, patients: int, steps: int, model: str) -> str:

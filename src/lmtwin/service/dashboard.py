@@ -44,7 +44,9 @@ _PAGE = """<!doctype html>
 const TWIN = __NAME__;
 const params = new URLSearchParams(location.search);
 const KEY = params.get("key");
-const EPISODE = params.get("episode") || "default";
+let EPISODE = params.get("episode") || "default";
+// ?follow=1: switch to the episode of the newest observations (a stream of episodes)
+const FOLLOW = params.has("follow");
 const HEAD = KEY ? {"Authorization": "Bearer " + KEY} : {};
 const COLORS = ["#1f77b4","#d62728","#2ca02c","#ff7f0e","#9467bd","#8c564b"];
 const base = "/twins/" + encodeURIComponent(TWIN);
@@ -115,8 +117,8 @@ function showPrediction(p) {
   }
 }
 async function predictNext() {
-  // the twin's next-step prediction from the latest state (at most every 5 s)
-  if (predicting || Date.now() - lastPrediction < 5000) return;
+  // the twin's next-step prediction from the latest state (at most once a second)
+  if (predicting || Date.now() - lastPrediction < 1000) return;
   predicting = true; lastPrediction = Date.now();
   try {
     const r = await fetch(base + "/predict", {method: "POST",
@@ -163,7 +165,13 @@ function live() {
     if (s) { showState(s); if (shown) showPrediction(shown); predictNext(); }
   });
   es.addEventListener("observations", e => {
-    JSON.parse(e.data).observations.forEach(addPoint); draw();
+    const obs = JSON.parse(e.data).observations;
+    const newest = obs.length ? obs[obs.length - 1].episode : EPISODE;
+    if (FOLLOW && newest !== EPISODE) {
+      EPISODE = newest; series = {}; shown = null; lastPrediction = 0;
+      document.getElementById("episode").textContent = EPISODE;
+    }
+    obs.forEach(addPoint); draw();
     document.getElementById("count").textContent = ++events;
   });
   es.addEventListener("schema", () => load());

@@ -38,6 +38,7 @@ class MqttIngest:
         self.host, self.port, self.prefix, self.qos = host, port, prefix.rstrip("/"), qos
         self.counts = {"received": 0, "stored": 0, "rejected": 0, "connects": 0}
         self.connected = threading.Event()
+        self.stopping = False
         # a fresh session per connection: what was published while the service was away
         # is not replayed (publishers retry QoS 1 messages the broker never accepted)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
@@ -53,6 +54,7 @@ class MqttIngest:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self.stopping = True
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -73,6 +75,8 @@ class MqttIngest:
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
         self.connected.clear()
+        if self.stopping:
+            return
         log.warning("MQTT disconnected from %s:%d (%s); reconnecting", self.host, self.port,
                     reason)
 

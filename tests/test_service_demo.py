@@ -1,0 +1,97 @@
+"""``lmtwin serve --demo`` as a user runs it: its own mosquitto, the service, a simulated
+device over MQTT; the twin's observations and scored predictions grow; SIGINT (Ctrl-C)
+or SIGTERM stops everything, exit code 0, no mosquitto left behind."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from test_service_support import free_port, mosquitto_binary, wait_for
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_demo_runs_and_stops_cleanly(tmp_path: Path, signum: signal.Signals) -> None:
+    mosquitto_binary()  # skips without the Debian package
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for name in ("LMTWIN_ADMIN_KEY", "LMTWIN_STORE", "LMTWIN_MQTT_HOST"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmtwin.service", "--demo", "--duration", "60",
+         "--port", str(port), "--rate", "20"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        url = None
+        while url is None:
+            line = lines.get(timeout=30)
+            if line.startswith("Dashboard: "):
+                url = line.split(" ", 1)[1].strip()
+        assert url.startswith(f"http://127.0.0.1:{port}/twins/cancer_demo/dashboard?")
+        base = f"http://127.0.0.1:{port}"
+        brokers = [p for p in children(proc.pid)
+                   if "mosquitto" in Path(f"/proc/{p}/cmdline").read_bytes().decode()]
+        assert len(brokers) == 1, output
+
+        def observations() -> int:
+            return int(httpx.get(f"{base}/health", timeout=5).json()["counters"]["observations"])
+
+        first = wait_for(observations, timeout=10)
+        wait_for(lambda: observations() >= first + 20, timeout=10)
+        health = httpx.get(f"{base}/health", timeout=5).json()
+        assert health["mqtt"]["connected"] and health["mqtt"]["stored"] >= first + 20
+        # the device has the twin predict each next day: scored, with intervals
+        perf = wait_for(lambda: (p := httpx.get(f"{base}/twins/cancer_demo/performance",
+                                                timeout=5).json())["n_intervals"] and p,
+                        timeout=10)
+        assert perf["scored"] > 0 and perf["mse"]["combined"] is not None
+        page = httpx.get(url, timeout=5)
+        assert page.status_code == 200 and "cancer_demo" in page.text
+
+        proc.send_signal(signum)
+        assert proc.wait(15) == 0, "".join(output)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    wait_for(lambda: not any(alive(p) for p in brokers), timeout=5)
+    assert "Traceback" not in "".join(output), "".join(output)
