@@ -94,6 +94,9 @@ def demo(
             def show(tw: object, i: int, t: int) -> None:
                 if t % 5 == 0:
                     live.update(_table(tw, i, t, started))
+                if t == 0 and not console.is_terminal:  # no live redraw in a log: a line
+                    console.print(f"patient {i + 1}/{patients} "
+                                  f"({time.perf_counter() - started:.0f} s)")
             result = run_demo(twin, patients=patients, steps=steps, seed=seed,
                               tune_after=1 if tune else None, on_step=show)
     except LmtwinError as exc:

@@ -122,6 +122,11 @@ class Twin:
             if isinstance(store, (str, Path))
             else store
         )
+        self._own_backend: LLMBackend | None = None
+        if predictors is None and backend is None:
+            from lmtwin.llm import LlamaCppBackend
+
+            backend = self._own_backend = LlamaCppBackend()
         self.predictors: list[Predictor] = list(
             default_predictors(backend) if predictors is None else predictors
         )
@@ -485,8 +490,7 @@ class Twin:
         return values
 
     def close(self) -> None:
+        """Close the store and the backend the twin made itself (never one passed in)."""
         self.store.close()
-        for p in self.predictors:
-            backend = getattr(p, "backend", None)
-            if backend is not None:
-                backend.close()
+        if self._own_backend is not None:
+            self._own_backend.close()

@@ -87,6 +87,8 @@ class LlamaCppBackend:
         grammar: str | None = None,
         seed: int | None = None,
     ) -> Completion:
+        if self._closed:
+            raise BackendUnavailable(str(self.path), "the backend was closed")
         kwargs: dict[str, Any] = {}
         if grammar is not None:
             if grammar not in self._grammars:

@@ -1,8 +1,9 @@
 """Combination weights learnt online from each predictor's errors on the live stream.
 
 Exponentially weighted averaging (Hedge) with discounted losses, so the weights follow
-the stream when the system changes. Losses are squared errors of each target scaled by
-that target's running variance of change, so variables of any unit count equally.
+the stream when the system changes. A predictor's loss at a step is its squared error
+relative to the mean squared error of the predictors that answered (averaged over
+targets), so variables and episodes of any scale count equally.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class Hedge:
         discount: factor applied to past cumulative losses at each update (1 = none).
     """
 
-    def __init__(self, eta: float = 1.0, discount: float = 0.98) -> None:
+    def __init__(self, eta: float = 1.0, discount: float = 0.95) -> None:
         self.eta = eta
         self.discount = discount
         self.loss_: dict[str, float] = {}
@@ -54,19 +55,23 @@ class Hedge:
             change = (actual[t] - current[t]) ** 2
             old = self._scale.get(t)
             self._scale[t] = change if old is None else 0.95 * old + 0.05 * change
-        losses: dict[str, float] = {}
-        for name, forecast in forecasts.items():
-            terms = [
-                (forecast[t] - actual[t]) ** 2 / (self._scale[t] + 1e-12)
-                for t in targets
-                if t in forecast
-            ]
-            if not terms:
+        # relative loss: each predictor's squared error over the mean squared error of
+        # the predictors that answered, per target; scale-free, so a tumour of 1 cm3 and
+        # one of 1000 cm3 teach the weights equally, and a predictor far worse than the
+        # others loses weight within a few steps
+        per_target: dict[str, list[float]] = {}
+        for t in targets:
+            errs = {n: (f[t] - actual[t]) ** 2 for n, f in forecasts.items() if t in f}
+            if not errs:
                 continue
-            loss = min(sum(terms) / len(terms), 50.0)  # one wild miss must not end a predictor
-            losses[name] = loss
+            mean = sum(errs.values()) / len(errs) + 1e-12 * (1.0 + actual[t] ** 2)
+            for n, e in errs.items():
+                per_target.setdefault(n, []).append(e / mean)
+        losses = {n: sum(v) / len(v) for n, v in per_target.items()}
         for name in self.loss_:
             self.loss_[name] *= self.discount
+            if name not in losses:
+                self.loss_[name] += 1.0  # abstaining costs the average relative loss
         for name, loss in losses.items():
             self.loss_[name] = self.loss_.get(name, min(self.loss_.values(), default=0.0)) + loss
             self.n_updates_[name] = self.n_updates_.get(name, 0) + 1

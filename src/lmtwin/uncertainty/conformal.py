@@ -8,6 +8,7 @@ gets a wider interval than a quiet one. Coverage is measured, not assumed: see
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 
 import numpy as np
@@ -54,9 +55,13 @@ class Calibrator:
         s = np.array([x for _, x in res])
         cr = self._cls()
         cr.fit(residuals=r, sigmas=s)
-        lo, hi = cr.predict_int(
-            y_hat=np.array([predicted]), sigmas=np.array([sigma]), confidence=level
-        )[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # crepes warns when an interval is unbounded
+            lo, hi = cr.predict_int(
+                y_hat=np.array([predicted]), sigmas=np.array([sigma]), confidence=level
+            )[0]
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            return None  # too few residuals for this level: uncalibrated, not infinite
         return float(lo), float(hi)
 
 
