@@ -11,6 +11,7 @@ orphan behind.
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -61,6 +62,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
 
 
+def _user() -> list[str]:
+    try:
+        return [f"user {getpass.getuser()}"]
+    except (OSError, KeyError):  # no name for this uid: mosquitto's default
+        return []
+
+
 class Mosquitto:
     """A real mosquitto on 127.0.0.1, stoppable and restartable on the same port.
 
@@ -77,9 +85,11 @@ class Mosquitto:
         self.binary = binary
         self.port = free_port()
         self.conf = Path(folder) / "mosquitto.conf"
+        # run as the starting user: started by root, mosquitto would switch to its own
+        # user, and a change of user clears the die-with-parent signal
         self.conf.write_text("\n".join([f"listener {self.port} 127.0.0.1",
                                         "allow_anonymous true", "persistence false",
-                                        *extra]) + "\n")
+                                        *_user(), *extra]) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -257,7 +257,7 @@ def serve_demo(settings: Any, host: str = "127.0.0.1", port: int | None = None,
                 if not thread.is_alive():
                     say("error: the service stopped")
                     return 1
-            say("stopping: device, service, broker")
+            say("stopping: device, service" + (", broker" if broker is not None else ""))
             return 0
         finally:
             if device is not None:
