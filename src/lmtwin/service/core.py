@@ -59,6 +59,11 @@ class LockedBackend:
     def close(self) -> None:
         """Closed by the service, never by one twin."""
 
+    def close_inner(self) -> None:
+        """Close the model once no call is inside it (a request's thread may still be)."""
+        with self._lock:
+            self.inner.close()
+
 
 def make_backend(settings: Settings) -> LLMBackend | None:
     if settings.llm == "none":
@@ -498,4 +503,4 @@ class TwinService:
         self.db.close()
         if self.backend is not None and self._owns_backend:
             assert isinstance(self.backend, LockedBackend)
-            self.backend.inner.close()
+            self.backend.close_inner()

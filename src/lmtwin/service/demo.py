@@ -63,7 +63,7 @@ class Device:
         self.url, self.rate, self.say, self.seed = url, rate, say, seed
         self.topic = f"{prefix.rstrip('/')}/{TWIN}"
         self.episode_prefix = episode_prefix
-        self.http = httpx.Client(base_url=url, headers=headers or {}, timeout=30)
+        self.http = httpx.Client(base_url=url, headers=headers or {}, timeout=60)
         self.stop_event = threading.Event()
         self.subscribed = threading.Event()  # to the service's confirmations
         self.published = 0
@@ -98,9 +98,18 @@ class Device:
         self.client.loop_start()
         self.thread.start()
 
-    def stop(self) -> None:
+    def stop(self, hurry: threading.Event | None = None) -> None:
+        """Stop after the request in flight (a language model may take seconds), unless
+        ``hurry`` is set meanwhile."""
         self.stop_event.set()
-        self.thread.join(10)
+        self.thread.join(1)
+        if self.thread.is_alive():
+            self.say("waiting for the prediction in progress (Ctrl-C again: stop at once)")
+            deadline = time.monotonic() + 60
+            while self.thread.is_alive() and time.monotonic() < deadline:
+                if hurry is not None and hurry.is_set():
+                    break
+                self.thread.join(0.2)
         self.client.disconnect()
         self.client.loop_stop()
         self.http.close()
@@ -157,17 +166,32 @@ class Device:
                     # the twin predicts tomorrow from today's state and dose; the
                     # service scores it when tomorrow arrives
                     action = {k: v for k, v in row.items() if k in ("ca", "ra")}
-                    r = self.http.post(f"/twins/{TWIN}/predict",
-                                       json={"action": action, "episode": episode})
-                    if r.status_code == 200:
-                        self.predicted += 1
-                    else:
-                        log.warning("predict: %s %s", r.status_code, r.text[:200])
+                    self._predict(action, episode)
             self._report(episode)
             i += 1
 
+    def _predict(self, action: dict[str, float], episode: str) -> None:
+        import httpx
+
+        try:
+            r = self.http.post(f"/twins/{TWIN}/predict",
+                               json={"action": action, "episode": episode})
+        except httpx.HTTPError as exc:  # a slow model: skip this day's prediction
+            if not self.stop_event.is_set():
+                log.warning("predict: %s", exc)
+            return
+        if r.status_code == 200:
+            self.predicted += 1
+        elif not self.stop_event.is_set():
+            log.warning("predict: %s %s", r.status_code, r.text[:200])
+
     def _report(self, episode: str) -> None:
-        r = self.http.get(f"/twins/{TWIN}/performance", params={"last": STEPS * 2})
+        import httpx
+
+        try:
+            r = self.http.get(f"/twins/{TWIN}/performance", params={"last": STEPS * 2})
+        except httpx.HTTPError:
+            return
         if r.status_code != 200:
             return
         perf = r.json()
@@ -184,8 +208,24 @@ def serve_demo(settings: Any, host: str = "127.0.0.1", port: int | None = None,
 
     ``settings`` is the service's ``Settings``: without ``mqtt_host`` a local mosquitto
     is started (and stopped); ``store`` 'lmtwin.db' (the default) becomes a temporary
-    file.
+    file. A second Ctrl-C stops at once: if a request is still inside the language model
+    then, the process ends here (``os._exit``), after the broker, since finalising
+    llama.cpp under a running thread would crash it.
     """
+    abandoned: list[threading.Thread] = []
+    code = _serve(settings, host, port, duration, rate, say, abandoned)
+    if abandoned:
+        import os
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _serve(settings: Any, host: str, port: int | None, duration: float | None, rate: float,
+           say: Callable[[str], None], abandoned: list[threading.Thread]) -> int:
     import httpx
     import uvicorn
 
@@ -193,15 +233,14 @@ def serve_demo(settings: Any, host: str = "127.0.0.1", port: int | None = None,
     from lmtwin.service.broker import Mosquitto, free_port, port_free
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the device's requests
-    stop = threading.Event()
-    signals = 0
+    stop, hurry = threading.Event(), threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal signals
-        signals += 1
+        if stop.is_set():  # a second Ctrl-C: wait for nothing
+            hurry.set()
+            if server is not None:
+                server.force_exit = True
         stop.set()
-        if signals > 1 and server is not None:
-            server.force_exit = True  # a second Ctrl-C: do not wait for open streams
 
     server: uvicorn.Server | None = None
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -261,10 +300,19 @@ def serve_demo(settings: Any, host: str = "127.0.0.1", port: int | None = None,
             return 0
         finally:
             if device is not None:
-                device.stop()
+                device.stop(hurry)
             if server is not None and thread is not None:
                 server.should_exit = True
-                thread.join(15)
+                # a request may be inside the language model: wait for it, unless told
+                # to hurry (then a few seconds more)
+                waited = None
+                while thread.is_alive():
+                    thread.join(0.2)
+                    if hurry.is_set():
+                        waited = waited or time.monotonic()
+                        if time.monotonic() - waited > 5:
+                            abandoned.append(thread)
+                            break
             if broker is not None:
                 broker.stop()
             for s, handler in previous.items():
