@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 
 # the engine demo, then the service with a demo twin fed live over MQTT (Ctrl-C stops it)
 demo: $(STAMP)
+	command -v mosquitto >/dev/null || bash scripts/system-deps.sh mosquitto
 	$(BIN)/lmtwin demo
 	$(BIN)/lmtwin serve --demo
 
@@ -31,7 +32,8 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_engine.py
+	$(BIN)/lmtwin bench engine
+	$(BIN)/lmtwin bench tasks --quick
 
 clean:
 	rm -rf $(VENV) out
