@@ -175,6 +175,9 @@ def run(backend: LLMBackend, quick: bool = False, out: Path | None = None) -> di
             bar.update(task, description=f"engine benchmark: {name}")
             results[name] = fn()
             bar.advance(task)
+            if out is not None:  # keep what is measured if a later step is stopped
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "engine.json").write_text(json.dumps(results, indent=2))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "engine.json").write_text(json.dumps(results, indent=2))
