@@ -63,7 +63,7 @@ def _table(twin: object, patient: int, t: int, started: float) -> Table:
 
 @app.command()
 def demo(
-    patients: Annotated[int, typer.Option(help="patients streamed, one after another")] = 6,
+    patients: Annotated[int, typer.Option(help="patients streamed, one after another")] = 4,
     steps: Annotated[int, typer.Option(help="days per patient")] = 60,
     model: Annotated[str, typer.Option(
         help="embedded model (gemma3-270m, smollm2-135m), a GGUF path, a server's model "
@@ -71,8 +71,10 @@ def demo(
     url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL")] = None,
     out: Annotated[Path, typer.Option(help="folder for the plot and summary")] = Path("out/demo"),
     tune: Annotated[
-        bool, typer.Option(help="fine-tune the retrieval encoder after patient 1")
-    ] = True,
+        bool,
+        typer.Option(help="fine-tune the retrieval encoder after patient 1 (off: tuned "
+                     "retrieval measured worse than raw, see results/engine.md)"),
+    ] = False,
     seed: int = 0,
 ) -> None:
     """A twin follows lung-cancer patients live; half-way radiotherapy starts."""
