@@ -280,11 +280,14 @@ class Twin:
         state: Mapping[str, object],
         action: Mapping[str, object] | None = None,
         episode: str | None = None,
+        predictors: Sequence[str] | None = None,
     ) -> Prediction:
         """Predict the next state from ``state`` under ``action``.
 
         With ``episode``, the prediction is scored when that episode's next observation
         arrives: this is how combination weights and intervals learn from the stream.
+        ``predictors`` names the predictors to ask (None: all), e.g. the fast numeric
+        ones where a language model call per request would be too slow.
         """
         with self._lock:
             s, a = self._split(state)
@@ -299,10 +302,11 @@ class Twin:
                     if self.schema.states
                     else "the twin has no state variables"
                 )
+            chosen = self._chosen(predictors)
             query = Query(s, a, targets, self.schema, self.notes)
-            wanted = max((p.k for p in self.predictors), default=0)
+            wanted = max((p.k for p in chosen), default=0)
             examples = self.retriever.search(s, a, self.schema, k=wanted) if wanted else []
-            forecasts, skipped = self._ask(query, examples)
+            forecasts, skipped = self._ask(chosen, query, examples)
             prediction = self._combine(query, forecasts, skipped, examples)
             if episode is not None:
                 self._pending[str(episode)] = _Pending(
@@ -316,12 +320,22 @@ class Twin:
                 )
             return prediction
 
+    def _chosen(self, names: Sequence[str] | None) -> list[Predictor]:
+        if names is None:
+            return self.predictors
+        known = {p.name: p for p in self.predictors}
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise InvalidValue("predictors", list(names),
+                               f"choose one or more of {sorted(known)}")
+        return [known[n] for n in dict.fromkeys(names)]
+
     def _ask(
-        self, query: Query, examples: list[Transition]
+        self, chosen: list[Predictor], query: Query, examples: list[Transition]
     ) -> tuple[dict[str, Forecast], dict[str, str]]:
         forecasts: dict[str, Forecast] = {}
         skipped: dict[str, str] = {}
-        for p in self.predictors:
+        for p in chosen:
             try:
                 # examples are nearest last: each predictor gets its k nearest
                 forecasts[p.name] = p.predict(

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lmtwin.assimilation import Noise
 from lmtwin.errors import (
     BackendError,
     BackendUnavailable,
@@ -33,7 +34,6 @@ from lmtwin.errors import (
 from lmtwin.llm.base import LLMBackend
 from lmtwin.schema import Variable
 from lmtwin.service import models as m
-from lmtwin.service.assimilation import Noise
 from lmtwin.service.auth import KeyCache, Principal, authenticate, new_key, require
 from lmtwin.service.core import TwinService
 from lmtwin.service.dashboard import dashboard_page

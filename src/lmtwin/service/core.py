@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lmtwin.assimilation import Assimilator, Noise
 from lmtwin.errors import InvalidValue, SchemaError
 from lmtwin.llm.base import Completion, LLMBackend
 from lmtwin.predictors import LLMPredictor, LocalRidge, Persistence, Predictor
 from lmtwin.schema import SchemaChange, Variable
-from lmtwin.service.assimilation import Assimilator, Noise
 from lmtwin.service.db import ServiceDB
 from lmtwin.service.errors import Conflict, PayloadTooLarge, TwinNotFound, VariableNotFound
 from lmtwin.service.events import EventHub
@@ -153,14 +153,27 @@ class TwinService:
         twin = Twin(name, store=self.store, predictors=self._predictors(),
                     strict=config.get("strict", True), level=config.get("level", 0.9))
         entry = _Entry(twin, config, meta["created_at"])
-        noise = entry.noise()
-        if noise:
-            entry.assimilator = Assimilator()
-        for obs in twin.history():
+        history = twin.history()
+        for obs in history:
             entry.states.setdefault(obs.episode, {}).update(obs.values)
             entry.last_t[obs.episode] = obs.t
-            self._assimilate(entry, obs, noise)
+        if entry.noise():
+            # the filter forgets its start within a few readings: rebuild it from the
+            # last readings of each episode, not the whole history
+            tail: dict[str, list[Observation]] = {}
+            for obs in history:
+                tail.setdefault(obs.episode, []).append(obs)
+            assimilator = self._assimilator(entry)
+            for rows in tail.values():
+                for obs in rows[-self.settings.assimilation_replay:]:
+                    assimilator.update(obs)
         return entry
+
+    def _assimilator(self, entry: _Entry) -> Assimilator:
+        if entry.assimilator is None:
+            entry.assimilator = Assimilator(entry.twin, entry.noise(),
+                                            using=self.settings.assimilation_predictors)
+        return entry.assimilator
 
     def entry(self, name: str) -> _Entry:
         with self._lock:
@@ -273,7 +286,7 @@ class TwinService:
                 entry.config["noise"].pop(variable, None)
                 self.db.set_config(name, entry.config)
                 if entry.assimilator is not None:
-                    entry.assimilator.forget(variable)
+                    entry.assimilator.set_noise(variable, None)
             entry.views.clear()
         out = change_dict(change) if change else {"variable": entry.twin.schema[variable].to_dict()}
         out["noise"] = entry.config["noise"].get(variable)
@@ -281,13 +294,9 @@ class TwinService:
         return out
 
     def _set_noise(self, entry: _Entry, variable: str, noise: Noise) -> None:
-        if not (noise.sensor > 0 and noise.process > 0):
-            raise InvalidValue("noise", noise, "sensor and process noise must be positive")
         entry.config["noise"][variable] = {"sensor": noise.sensor, "process": noise.process}
         self.db.set_config(entry.twin.name, entry.config)
-        if entry.assimilator is None:
-            entry.assimilator = Assimilator()
-        entry.assimilator.forget(variable)
+        self._assimilator(entry).set_noise(variable, noise)
 
     def remove_variable(self, name: str, variable: str) -> dict[str, Any]:
         entry = self.entry(name)
@@ -352,11 +361,11 @@ class TwinService:
                     twin.observe(obs.values, episode=obs.episode, t=obs.t)
                 else:
                     twin.observe_many(stored)
-            noise = entry.noise()
             for obs in stored:
                 entry.states.setdefault(obs.episode, {}).update(obs.values)
                 entry.last_t[obs.episode] = obs.t
-                self._assimilate(entry, obs, noise)
+                if entry.assimilator is not None:
+                    entry.assimilator.update(obs)
             self.counters["observations"] += len(stored)
             self.counters["batches"] += 1
             events = [{"episode": o.episode, "t": o.t, "values": o.values} for o in stored[-50:]]
@@ -392,18 +401,12 @@ class TwinService:
             out.append(Observation(episode, t, values))
         return out
 
-    def _assimilate(self, entry: _Entry, obs: Observation, noise: dict[str, Noise]) -> None:
-        if entry.assimilator is None:
-            return
-        for var, value in obs.values.items():
-            if var in noise:
-                entry.assimilator.update(obs.episode, var, obs.t, value, noise[var])
-
     def _state_view(self, entry: _Entry, episode: str) -> dict[str, Any]:
         out: dict[str, Any] = {"episode": episode, "t": entry.last_t.get(episode),
                                "values": dict(entry.states.get(episode, {}))}
         if entry.assimilator is not None:
-            out["fused"] = {k: {"mean": f.mean, "sd": f.sd, "rate": f.rate}
+            out["fused"] = {k: {"mean": f.mean, "sd": f.sd, "prior": f.prior, "gain": f.gain,
+                                "source": f.source}
                             for k, f in entry.assimilator.fused(episode).items()}
         return out
 

@@ -6,7 +6,7 @@ import hashlib
 import os
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 
 def hash_key(key: str) -> str:
@@ -39,10 +39,22 @@ class Settings(BaseModel):
     mqtt_host: str | None = Field(None, description="broker to ingest from; None: no MQTT")
     mqtt_port: int = 1883
     mqtt_prefix: str = Field("lmtwin", description="topics are PREFIX/<twin>/observations")
+    assimilation_predictors: list[str] = Field(["persistence", "numeric"], description=(
+        "the twin's predictors whose forecast is the Kalman prior of variables with a "
+        "declared sensor noise (fast numeric ones by default: one forecast per reading)"))
+    assimilation_replay: int = Field(200, ge=1, description=(
+        "readings per episode replayed into the filter when a twin is loaded"))
     sse_ping_s: float = Field(15.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     model_config = {"frozen": True}
+
+    @field_validator("assimilation_predictors", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        """LMTWIN_ASSIMILATION_PREDICTORS=persistence,numeric"""
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) \
+            else value
 
     @property
     def auth(self) -> bool:
