@@ -9,29 +9,18 @@ import pytest
 
 from lmtwin import InvalidValue, LLMPredictor, LocalRidge, Persistence, Twin, Variable
 from lmtwin.assimilation import Assimilator, Noise
-
-
-def tank(n: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """A tank filled in bursts: level' = level + 2 inflow - 0.05 level."""
-    level, levels, inflows = 20.0, [], []
-    for i in range(n):
-        inflow = 1.0 if (i // 20) % 2 == 0 else 0.0
-        levels.append(level)
-        inflows.append(inflow)
-        level = level + 2.0 * inflow - 0.05 * level
-    return np.array(levels), np.array(inflows)
+from lmtwin.systems import TANK_VARIABLES, simulate_tank
 
 
 def tank_twin() -> Twin:
-    return Twin(variables=[Variable("level"), Variable("inflow", role="action")],
-                predictors=[Persistence(), LocalRidge()])
+    return Twin(variables=TANK_VARIABLES, predictors=[Persistence(), LocalRidge()])
 
 
-def run(readings: np.ndarray, inflows: np.ndarray, using: list[str] | None) -> np.ndarray:
+def run(readings: np.ndarray, valves: np.ndarray, using: list[str] | None) -> np.ndarray:
     twin = tank_twin()
     kf = Assimilator(twin, {"level": Noise(sensor=1.0, process=0.05)}, using=using)
-    fused = [kf.update(twin.observe({"level": z, "inflow": u}))["level"].mean
-             for z, u in zip(readings, inflows, strict=True)]
+    fused = [kf.update(twin.observe({"level": z, "valve": u}))["level"].mean
+             for z, u in zip(readings, valves, strict=True)]
     return np.array(fused)
 
 
@@ -40,13 +29,13 @@ def rmse(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_fused_state_beats_raw_readings_and_a_random_walk():
-    truth, inflows = tank()
+    truth, valves = simulate_tank(200)
     readings = truth + np.random.default_rng(0).normal(0, 1.0, truth.size)
-    fused_twin = run(readings, inflows, None)  # the twin's combined forecast
-    fused_walk = run(readings, inflows, ["persistence"])  # a random-walk model
+    fused_twin = run(readings, valves, None)  # the twin's combined forecast
+    fused_walk = run(readings, valves, ["persistence"])  # a random-walk model
     raw, twin, walk = rmse(readings, truth), rmse(fused_twin, truth), rmse(fused_walk, truth)
     assert twin < 0.85 * raw, (twin, raw)
-    assert twin < walk, (twin, walk)  # the twin's model of the inflow is what helps
+    assert twin < walk, (twin, walk)  # the twin's model of the valve is what helps
 
 
 def test_fused_reports_its_prior_gain_and_source():
@@ -114,14 +103,13 @@ class Counted:
 @pytest.mark.model
 def test_assimilation_with_the_real_language_model_in_the_forecast(gemma):
     lm = Counted(gemma)
-    truth, inflows = tank(14)
+    truth, valves = simulate_tank(14)
     readings = truth + np.random.default_rng(1).normal(0, 1.0, truth.size)
-    twin = Twin(variables=[Variable("level", unit="cm", description="tank level"),
-                           Variable("inflow", role="action", description="valve open (1)")],
-                predictors=[Persistence(), LocalRidge(), LLMPredictor(lm)])
+    twin = Twin(variables=TANK_VARIABLES, predictors=[Persistence(), LocalRidge(),
+                                                      LLMPredictor(lm)])
     kf = Assimilator(twin, {"level": Noise(1.0, 0.05)})  # all predictors, the LM included
-    out = [kf.update(twin.observe({"level": z, "inflow": u}))["level"]
-           for z, u in zip(readings, inflows, strict=True)]
+    out = [kf.update(twin.observe({"level": z, "valve": u}))["level"]
+           for z, u in zip(readings, valves, strict=True)]
     assert out[0].source == "first reading"
     assert {f.source for f in out[1:]} <= {"twin", "random walk"}
     assert out[-1].source == "twin"

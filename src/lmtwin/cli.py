@@ -218,14 +218,21 @@ def bench_engine(
     model: Annotated[str, typer.Option(help="embedded model or GGUF path")] = "gemma3-270m",
     out: Annotated[Path, typer.Option(help="folder for engine.json and engine.md")] = Path(
         "results"),
+    steps: Annotated[str, typer.Option(
+        help="comma-separated steps to (re)run, merged into OUT/engine.json: observe, llm, "
+             "stream, retrieval, assimilation, or 'all'")] = "all",
 ) -> None:
     """The engine's targets: observe rate, prompt tokens, LM speed, combination, coverage,
-    fine-tuned against raw retrieval."""
+    fine-tuned against raw retrieval, data assimilation."""
     from lmtwin.bench import engine
     from lmtwin.llm import LlamaCppBackend
 
+    only = None if steps == "all" else [x.strip() for x in steps.split(",") if x.strip()]
+    if only is not None and (not only or set(only) - set(engine.STEPS)):
+        raise typer.BadParameter(f"choose from {', '.join(engine.STEPS)} or 'all'",
+                                 param_hint="--steps")
     backend = LlamaCppBackend(model, n_threads=2)
-    results = engine.run(backend, quick=quick, out=out)
+    results = engine.run(backend, quick=quick, out=out, only=only)
     console.print(engine.report(results))
     console.print(f"written: {out / 'engine.md'}, {out / 'engine.json'}")
 

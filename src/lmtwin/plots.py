@@ -88,3 +88,20 @@ def error_curves(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def assimilation(truth: np.ndarray, readings: np.ndarray, fused: np.ndarray, path: Path,
+                 unit: str = "cm") -> Path:
+    """The truth, the noisy readings and the state fused with the twin's forecast."""
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    t = np.arange(len(truth))
+    ax.plot(t, readings, ".", color="0.6", ms=3, label="readings")
+    ax.plot(t, truth, "k-", lw=1.2, label="truth")
+    ax.plot(t, fused, "C0-", lw=1.2, label="fused with the twin's forecast")
+    ax.set_xlabel("step")
+    ax.set_ylabel(unit)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
+from lmtwin.assimilation import Assimilator, Noise
 from lmtwin.demo import demo_twin, run_demo, summarise
 from lmtwin.llm.base import LLMBackend
 from lmtwin.predictors import LLMPredictor, LocalRidge, Persistence, Query
 from lmtwin.retrieval import Retriever
 from lmtwin.schema import Schema
 from lmtwin.systems.cancer import CANCER_VARIABLES, simulate_patients
+from lmtwin.systems.tank import TANK_VARIABLES, simulate_tank
 from lmtwin.twin import Twin
 
 
@@ -156,7 +158,71 @@ def bench_stream(backend: LLMBackend | None, patients: int, steps: int = 60) -> 
     return s
 
 
-def run(backend: LLMBackend, quick: bool = False, out: Path | None = None) -> dict[str, Any]:
+def _assimilate(readings: np.ndarray, valves: np.ndarray, predictors: list[Any],
+                using: list[str] | None, sensor: float) -> tuple[np.ndarray, float]:
+    twin = Twin("tank", TANK_VARIABLES, predictors=predictors)
+    kf = Assimilator(twin, {"level": Noise(sensor, 0.05)}, using=using)
+    start = time.perf_counter()
+    fused = [kf.update(twin.observe({"level": max(z, 0.0), "valve": u}))["level"].mean
+             for z, u in zip(readings, valves, strict=True)]
+    return np.array(fused), (time.perf_counter() - start) / len(readings)
+
+
+def bench_assimilation(backend: LLMBackend, seeds: int = 5, steps: int = 200,
+                       llm_steps: int = 60, sensor: float = 1.0,
+                       plot: Path | None = None) -> dict[str, Any]:
+    """The noisy tank: RMSE to the truth of the raw readings, of the state fused with a
+    random-walk prior (persistence), with the twin's numeric forecast, and (one seed,
+    ``llm_steps`` readings) with the language model in the forecast too."""
+    truth, valves = simulate_tank(steps)
+    settle = 40
+
+    def rmse(x: np.ndarray, n: int = steps) -> float:
+        return float(np.sqrt(np.mean((x[settle:n] - truth[settle:n]) ** 2)))
+
+    rows: dict[str, list[float]] = {"raw": [], "random_walk": [], "twin": []}
+    ms: list[float] = []
+    fused_twin = readings = np.empty(0)
+    for seed in range(seeds):
+        readings = truth + np.random.default_rng(seed).normal(0, sensor, steps)
+        walk, _ = _assimilate(readings, valves, [Persistence()], None, sensor)
+        fused_twin, dt = _assimilate(readings, valves, [Persistence(), LocalRidge()], None,
+                                     sensor)
+        rows["raw"].append(rmse(readings))
+        rows["random_walk"].append(rmse(walk))
+        rows["twin"].append(rmse(fused_twin))
+        ms.append(dt * 1000)
+    n = min(llm_steps, steps)
+    with_lm, dt_lm = _assimilate(readings[:n], valves[:n],
+                                 [Persistence(), LocalRidge(), LLMPredictor(backend)], None,
+                                 sensor)
+    out: dict[str, Any] = {
+        "sensor_sd": sensor, "steps": steps, "seeds": seeds, "settle": settle,
+        "rmse_median": {k: statistics.median(v) for k, v in rows.items()},
+        "twin_over_raw": statistics.median(t / r for t, r in zip(rows["twin"], rows["raw"],
+                                                                 strict=True)),
+        "random_walk_over_raw": statistics.median(
+            w / r for w, r in zip(rows["random_walk"], rows["raw"], strict=True)),
+        "ms_per_reading_numeric_median": statistics.median(ms),
+        "llm_steps": n,
+        "llm_rmse": {"raw": rmse(readings, n), "twin_with_llm": rmse(with_lm, n),
+                     "twin_numeric": rmse(fused_twin, n)},
+        "s_per_reading_with_llm": dt_lm,
+    }
+    if plot is not None:
+        from lmtwin.plots import assimilation
+
+        out["plot"] = str(assimilation(truth, readings, fused_twin, plot))
+    return out
+
+
+STEPS = ("observe", "llm", "stream", "retrieval", "assimilation")
+
+
+def run(backend: LLMBackend, quick: bool = False, out: Path | None = None,
+        only: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark's steps (``only`` some of them, merged into an earlier
+    ``engine.json`` in ``out``) and write ``engine.json`` and ``engine.md``."""
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("observe", lambda: bench_observe(2000 if quick else 5000, 3)),
         ("llm", lambda: bench_llm(backend, 15 if quick else 40)),
@@ -167,13 +233,26 @@ def run(backend: LLMBackend, quick: bool = False, out: Path | None = None) -> di
                 backend, 15 if quick else 30, 1 if quick else 2, 150 if quick else 300
             ),
         ),
+        ("assimilation", lambda: bench_assimilation(
+            backend, 3 if quick else 5, llm_steps=30 if quick else 60,
+            plot=None if out is None else out / "assimilation.png")),
     ]
-    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M"), "quick": quick}
+    results: dict[str, Any] = {}
+    if only:
+        unknown = set(only) - set(STEPS)
+        if unknown:
+            raise ValueError(f"unknown steps {sorted(unknown)}: choose from {list(STEPS)}")
+        steps = [(n, fn) for n, fn in steps if n in only]
+        if out is not None and (out / "engine.json").exists():
+            results = json.loads((out / "engine.json").read_text())
+    results.update({"date": time.strftime("%Y-%m-%d %H:%M"), "quick": quick})
+    if only:
+        results["last_steps"] = list(only)
     with Progress() as bar:
         task = bar.add_task("engine benchmark", total=len(steps))
         for name, fn in steps:
             bar.update(task, description=f"engine benchmark: {name}")
-            results[name] = fn()
+            results[name] = {**fn(), "measured": time.strftime("%Y-%m-%d %H:%M")}
             bar.advance(task)
             if out is not None:  # keep what is measured if a later step is stopped
                 out.mkdir(parents=True, exist_ok=True)
@@ -186,45 +265,81 @@ def run(backend: LLMBackend, quick: bool = False, out: Path | None = None) -> di
 
 
 def report(r: dict[str, Any]) -> str:
-    o, llm, s, ret = r["observe"], r["llm"], r["stream"], r["retrieval"]
+    """engine.md: a table of the targets measured, then the details of each step."""
+    o, llm, s, ret, a = (r.get(k) for k in STEPS)
     mode = "quick" if r["quick"] else "full"
-    return "\n".join(
-        [
-            "# Engine benchmark",
-            "",
-            f"Run {r['date']} ({mode}), `lmtwin bench engine{' --quick' if r['quick'] else ''}`, "
-            f"backend `{llm['backend']}`, 2 threads. Medians.",
-            "",
-            "| target | measured | goal |",
-            "|---|---|---|",
+    rows = []
+    if o:
+        rows.append(
             f"| observe into SQLite (1 commit each) | {o['observations_per_second_median']:.0f}/s "
             f"({o['ratio_to_raw_sqlite']:.2f}x raw sqlite3 at "
-            f"{o['raw_sqlite_per_second_median']:.0f}/s) | >= 2000/s |",
+            f"{o['raw_sqlite_per_second_median']:.0f}/s) | >= 2000/s |")
+    if llm:
+        rows += [
             f"| LM prompt tokens, 3 variables, {llm['k']} examples | median "
             f"{llm['prompt_tokens_median']:.0f}, max {llm['prompt_tokens_max']} | <= 300 |",
             f"| LM predictions per second | {llm['predictions_per_second']:.2f} "
-            f"({llm['seconds_per_prediction_median']:.2f} s each) | >= 1 |",
+            f"({llm['seconds_per_prediction_median']:.2f} s each) | >= 1 |"]
+    if s:
+        rows += [
             f"| combination / best single ({s['best_single']}), relative MSE | "
             f"{s['combined_over_best']:.3f} | <= 1.0 |",
             f"| combination / persistence, first 20 scored values | "
             f"{s['first_20_scores_combined_over_persistence']:.3f} | <= 1.0 |",
             f"| 90% conformal interval coverage | {s['coverage']:.1%} over {s['n_intervals']} | "
-            "85-95% |",
+            "85-95% |"]
+    if ret:
+        rows.append(
             f"| LM one-step MSE, tuned / raw retrieval | {ret['llm_tuned_over_raw']:.3f} "
-            f"(raw {ret['raw']['llm']:.4g}, tuned {ret['tuned']['llm']:.4g}) | < 1.0 |",
-            "",
+            f"(raw {ret['raw']['llm']:.4g}, tuned {ret['tuned']['llm']:.4g}) | < 1.0 |")
+    if a:
+        rows.append(
+            f"| assimilation: fused / raw RMSE to the truth, noisy tank | "
+            f"{a['twin_over_raw']:.3f} (random-walk prior {a['random_walk_over_raw']:.3f}) "
+            "| < 1.0 |")
+    lines = [
+        "# Engine benchmark",
+        "",
+        f"Run {r['date']} ({mode}), `lmtwin bench engine{' --quick' if r['quick'] else ''}`"
+        + (f", backend `{llm['backend']}`" if llm else "") + ", 2 threads. Medians."
+        + (f" Last run: steps {', '.join(r['last_steps'])}; the others are from an earlier "
+           "run." if r.get("last_steps") else ""),
+        "",
+        "| target | measured | goal |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ]
+    if ret:
+        lines += [
             f"Numeric predictor with raw / tuned retrieval: {ret['raw']['numeric']:.4g} / "
-            f"{ret['tuned']['numeric']:.4g}. Encoder tuning took {ret['tune_seconds']:.1f} s on "
-            f"{ret['train_transitions']} transitions.",
-            "",
-            "Per-predictor MSE on the demo stream (raw units):",
-            "",
-            "| predictor | " + " | ".join(next(iter(s["mse"].values()))) + " |",
-            "|---|" + "---|" * len(next(iter(s["mse"].values()))),
-            *[
-                f"| {n} | " + " | ".join(f"{v:.4g}" for v in m.values()) + " |"
-                for n, m in s["mse"].items()
-            ],
+            f"{ret['tuned']['numeric']:.4g}. Encoder tuning took {ret['tune_seconds']:.1f} s "
+            f"on {ret['train_transitions']} transitions.",
             "",
         ]
-    )
+    if s:
+        names = list(next(iter(s["mse"].values())))
+        lines += [
+            "Per-predictor MSE on the demo stream (raw units):",
+            "",
+            "| predictor | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+            *[f"| {n} | " + " | ".join(f"{v:.4g}" for v in m.values()) + " |"
+              for n, m in s["mse"].items()],
+            "",
+        ]
+    if a:
+        m, lm = a["rmse_median"], a["llm_rmse"]
+        lines += [
+            f"Assimilation on the noisy tank (sensor sd {a['sensor_sd']:g} cm, {a['steps']} "
+            f"readings, {a['seeds']} noise seeds, RMSE after reading {a['settle']}; medians): "
+            f"raw {m['raw']:.3f}, fused with a random-walk prior {m['random_walk']:.3f}, fused "
+            f"with the twin's numeric forecast {m['twin']:.3f}, at "
+            f"{a['ms_per_reading_numeric_median']:.2f} ms a reading. With the language model "
+            f"in the forecast too ({a['llm_steps']} readings, one seed): raw {lm['raw']:.3f}, "
+            f"twin with LM {lm['twin_with_llm']:.3f}, numeric twin {lm['twin_numeric']:.3f}, "
+            f"{a['s_per_reading_with_llm']:.2f} s a reading."
+            + (" Plot: `assimilation.png`." if a.get("plot") else ""),
+            "",
+        ]
+    return "\n".join(lines)
