@@ -5,89 +5,14 @@ history, follows live updates, and a screenshot is saved to out/service/dashboar
 from __future__ import annotations
 
 import base64
-import json
-import os
-import shutil
-import subprocess
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 
 from lmtwin.service import Settings
-from test_service_support import XU, linear_rows, live_server, wait_for
+from test_service_support import XU, Chromium, linear_rows, live_server, wait_for
 
 OUT = Path(__file__).resolve().parents[1] / "out" / "service"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-class Chromium:
-    """Headless Chromium spoken to over the DevTools pipe (fd 3 in, fd 4 out)."""
-
-    def __init__(self, profile: Path) -> None:
-        path = shutil.which("chromium") or shutil.which("chromium-browser")
-        if path is None:
-            pytest.skip("Debian package chromium is not installed "
-                        "(scripts/system-deps.sh installs it)")
-        to_chrome_r, self._to_chrome = os.pipe()
-        self._from_chrome, from_chrome_w = os.pipe()
-
-        def wire() -> None:  # in the child: the pipe ends become fds 3 and 4
-            os.dup2(to_chrome_r, 3)
-            os.dup2(from_chrome_w, 4)
-
-        self.proc = subprocess.Popen(
-            [path, *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900",
-             "--remote-debugging-pipe", "about:blank"],
-            # close_fds would close fds 3 and 4 after wire() ran; os.pipe() ends are
-            # non-inheritable, so only the two dup2 copies reach chromium
-            preexec_fn=wire, close_fds=False,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self._buffer = b""
-        self._id = 0
-        target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.call("Target.attachToTarget", targetId=target,
-                                 flatten=True)["sessionId"]
-
-    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
-        self._id += 1
-        message: dict[str, Any] = {"id": self._id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            while b"\0" in self._buffer:
-                raw, self._buffer = self._buffer.split(b"\0", 1)
-                reply = json.loads(raw)
-                if reply.get("id") == self._id:
-                    if "error" in reply:
-                        raise AssertionError(f"{method}: {reply['error']}")
-                    result: dict[str, Any] = reply["result"]
-                    return result
-            chunk = os.read(self._from_chrome, 1 << 16)
-            if not chunk:
-                raise AssertionError("chromium closed the DevTools pipe")
-            self._buffer += chunk
-        raise AssertionError(f"no answer to {method}")
-
-    def page(self, method: str, **params: Any) -> dict[str, Any]:
-        return self.call(method, session=self.session, **params)
-
-    def eval(self, expression: str) -> Any:
-        out = self.page("Runtime.evaluate", expression=expression, returnByValue=True)
-        return out["result"].get("value")
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        os.close(self._to_chrome)
-        os.close(self._from_chrome)
 
 
 def test_dashboard_renders_and_follows_live_updates(tmp_path):
