@@ -14,7 +14,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,14 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from lmtwin.service.broker import Mosquitto, free_port
+
 OFFERED = 2000.0  # obs/s: twice the target rate, for the latency measurements
 VARIABLES = [{"name": "x", "role": "state"}, {"name": "u", "role": "action"}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# the benchmark's broker settings: a deep queue for bursts, TCP_NODELAY
+BROKER_CONF = ("max_queued_messages 100000", "set_tcp_nodelay true")
 
 
 def _wait(check: Callable[[], bool], timeout: float) -> None:
@@ -80,33 +77,6 @@ class Server:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
-class Broker:
-    def __init__(self, folder: Path) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
-            raise FileNotFoundError("mosquitto is not installed")
-        self.port = free_port()
-        conf = folder / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                        "persistence false\nmax_queued_messages 100000\n"
-                        "set_tcp_nodelay true\n")
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-
-        def up() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return True
-            except OSError:
-                return False
-
-        _wait(up, 10)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 def _rows(episode: str, start: int, n: int) -> list[dict[str, Any]]:
@@ -311,9 +281,11 @@ def run(quick: bool = False, out: Path = Path("results"),
     broker = None
     try:
         try:
-            broker = Broker(folder)
+            broker = Mosquitto(folder, extra=BROKER_CONF)
         except FileNotFoundError:
             progress("mosquitto not installed: skipping MQTT")
+        else:
+            broker.start()
         server = Server(folder / "bench.db", broker.port if broker else None)
         try:
             for twin in ("b", "m"):
