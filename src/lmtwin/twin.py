@@ -450,7 +450,7 @@ class Twin:
     # --- encoder ---------------------------------------------------------------------
     def tune(
         self,
-        steps: int = 200,
+        steps: int = 1000,
         progress: bool = True,
         on_step: Callable[[int, float], None] | None = None,
     ) -> list[float]:

@@ -54,7 +54,7 @@ class Config:
     k: int = 16
     train_steps: dict[str, int] = field(default_factory=lambda: {
         "dynode": 3000, "gru": 1500, "transformer": 1500})
-    tune_steps: int = 200
+    tune_steps: int = 1000
     min_residuals: int = 20
     lm_rollout: bool = True
     tuned_tasks: list[str] | None = None  # None: tuned retrieval on every task
@@ -67,7 +67,7 @@ class Config:
     def quick_run(cls) -> Config:
         return cls(seeds=[10, 11], lm_seeds=1, sizes=Sizes.quick(), k=8,
                    train_steps={"dynode": 150, "gru": 12, "transformer": 40},
-                   tune_steps=60, min_residuals=4, lm_rollout=False,
+                   tune_steps=300, min_residuals=4, lm_rollout=False,
                    tuned_tasks=["cancer"], quick=True)
 
 
