@@ -86,6 +86,12 @@ def test_serve_demo_runs_and_stops_cleanly(tmp_path: Path, signum: signal.Signal
                                                 timeout=5).json())["n_intervals"] and p,
                         timeout=10)
         assert perf["scored"] > 0 and perf["mse"]["combined"] is not None
+        # the noisy scan of v is fused with the twin's forecast
+        episode = httpx.get(f"{base}/twins/cancer_demo", timeout=5).json()["episodes"][0]
+        state = httpx.get(f"{base}/twins/cancer_demo/state", params={"episode": episode},
+                          timeout=5).json()
+        assert set(state["fused"]) == {"v"} and state["fused"]["v"]["sd"] < 5.0
+        assert state["fused"]["v"]["source"] == "twin"
         page = httpx.get(url, timeout=5)
         assert page.status_code == 200 and "cancer_demo" in page.text
 

@@ -72,7 +72,9 @@ function showState(s) {
     const tr = document.createElement("tr");
     tr.dataset.variable = k;
     tr.innerHTML = `<td>${esc(k)}</td><td class="num">${fmt(v)}</td>` +
-      `<td class="num">${f ? fmt(f.mean) : ""}</td><td class="num">${f ? fmt(f.sd) : ""}</td>` +
+      `<td class="num" title="${f && f.prior !== null ? "twin's forecast " + fmt(f.prior) +
+        ", weight on the reading " + fmt(f.gain) : ""}">${f ? fmt(f.mean) : ""}</td>` +
+      `<td class="num">${f ? fmt(f.sd) : ""}</td>` +
       `<td class="num next"></td>`;
     body.appendChild(tr);
   }

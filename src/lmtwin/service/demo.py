@@ -6,7 +6,9 @@ published to ``PREFIX/cancer_demo/observations``. Before each next day arrives t
 device asks the twin over HTTP for its prediction (scored against that day), so the
 dashboard shows predictions with intervals and each predictor's error. After
 ``RADIO_AFTER`` patients radiotherapy starts: the ``ra`` action is added to the schema
-and a knowledge note announces it, while the twin runs.
+and a knowledge note announces it, while the twin runs. The tumour volume is measured by
+a scan with noise of spread ``SCAN_NOISE``, which the twin declares: its state serves
+the volume fused with its own forecast beside the raw scan.
 
 Ctrl-C (SIGINT) or SIGTERM stops the device, the service and the broker, in that order.
 """
@@ -24,6 +26,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import numpy as np
+
 from lmtwin.demo import NOTE
 from lmtwin.schema import Variable
 from lmtwin.systems.cancer import CANCER_VARIABLES, Variant, simulate_patients
@@ -33,6 +37,7 @@ log = logging.getLogger("lmtwin.service.demo")
 TWIN = "cancer_demo"
 RADIO_AFTER = 3  # patients before radiotherapy starts
 STEPS = 60  # days per patient
+SCAN_NOISE = 5.0  # cm3, spread of the tumour-volume scan
 
 
 def variable_json(v: Variable) -> dict[str, Any]:
@@ -157,6 +162,9 @@ class Device:
             patient = simulate_patients(1, seed=self.seed + i, variant=variant, steps=STEPS)[0]
             episode = f"{self.episode_prefix}patient-{i + 1}"
             rows = patient.rows(variant)
+            scan = np.random.default_rng(self.seed + i).normal(0.0, SCAN_NOISE, len(rows))
+            for row, noise in zip(rows, scan, strict=True):
+                row["v"] = max(0.0, row["v"] + float(noise))
             for t, row in enumerate(rows):
                 if self.stop_event.wait(max(0.0, due - time.monotonic())):
                     return
@@ -326,7 +334,9 @@ def _create_twin(http: Any) -> str:
         r = http.post("/twins", json={
             "name": TWIN, "description": "lung-cancer patients, one after another "
             "(simulated PKPD: tumour volume v, chemo concentration c, dose ca)",
-            "variables": [variable_json(v) for v in CANCER_VARIABLES[:3]]})
+            "variables": [
+                {**variable_json(v), "noise": {"sensor": SCAN_NOISE, "process": 1.0}}
+                if v.name == "v" else variable_json(v) for v in CANCER_VARIABLES[:3]]})
         if r.status_code == 409:
             return time.strftime("run%H%M%S-")
         r.raise_for_status()
