@@ -23,6 +23,7 @@ from lmtwin.llm.base import LLMBackend
 from lmtwin.predictors import Hedge, LLMPredictor, LocalRidge, Persistence, Predictor, Query
 from lmtwin.predictors.base import Forecast
 from lmtwin.retrieval import Retriever
+from lmtwin.retrieval.tuner import Tuner
 from lmtwin.schema import Schema, SchemaChange, Variable
 from lmtwin.store import Note, SQLiteStore, Store
 from lmtwin.types import Observation, Prediction, Transition
@@ -140,6 +141,7 @@ class Twin:
         self.scores_: list[Score] = []
         self._last: dict[str, Observation] = {}
         self._pending: dict[str, _Pending] = {}
+        self.tuner: Tuner | None = None
         self._rng = np.random.default_rng(seed)
         self._lock = threading.RLock()
         self._reload()
@@ -244,6 +246,8 @@ class Twin:
         action = {k: v for k, v in last.values.items() if k in roles and roles[k].role == "action"}
         nxt = {k: v for k, v in obs.values.items() if k in roles and roles[k].role == "state"}
         self.retriever.add(Transition(obs.episode, last.t, state, action, nxt))
+        if self.tuner is not None:
+            self.tuner.poke()
         pending = self._pending.pop(obs.episode, None)
         if pending is not None:
             self._score(obs, pending)
@@ -454,35 +458,38 @@ class Twin:
         progress: bool = True,
         on_step: Callable[[int, float], None] | None = None,
     ) -> list[float]:
-        """Fine-tune the retrieval encoder (only it) on the stored transitions.
+        """Fine-tune the retrieval encoder (only it) on the stored transitions, now.
 
         Replaces the raw encoder by the CALM-DT set encoder on first call; predictors are
-        never retrained. Returns the contrastive loss per step.
+        never retrained. The twin keeps serving while it trains. Returns the contrastive
+        loss per step. ``start_tuner`` does this in the background as data arrives.
         """
-        from lmtwin.retrieval.set_encoder import SetEncoder
+        from lmtwin.retrieval.tuner import tune_twin
 
-        with self._lock:
-            encoder = self.retriever.encoder
-            if not isinstance(encoder, SetEncoder):
-                encoder = SetEncoder()
-            transitions = list(self.retriever.transitions)
-            if progress:
-                from rich.progress import Progress
+        if not progress:
+            return tune_twin(self, steps, on_step)[1]
+        from rich.progress import Progress
 
-                with Progress() as bar:
-                    task = bar.add_task("tuning the retrieval encoder", total=steps)
+        with Progress() as bar:
+            task = bar.add_task("tuning the retrieval encoder", total=steps)
 
-                    def tick(step: int, loss: float) -> None:
-                        bar.update(task, advance=1, description=f"tuning encoder, loss {loss:.3f}")
-                        if on_step:
-                            on_step(step, loss)
+            def tick(step: int, loss: float) -> None:
+                bar.update(task, advance=1, description=f"tuning encoder, loss {loss:.3f}")
+                if on_step:
+                    on_step(step, loss)
 
-                    losses = encoder.tune(transitions, self.schema, steps=steps, progress=tick)
-            else:
-                losses = encoder.tune(transitions, self.schema, steps=steps, progress=on_step)
-            self.retriever.encoder = encoder
-            self.retriever.invalidate()
-            return losses
+            return tune_twin(self, steps, tick)[1]
+
+    def start_tuner(self, every: int = 500, steps: int = 1000,
+                    min_transitions: int = 100) -> Tuner:
+        """Re-tune the encoder in a background thread every ``every`` new transitions
+        (the DESIGN's "tuner"); ``close`` stops it. Returns the running ``Tuner``."""
+        from lmtwin.retrieval.tuner import Tuner
+
+        if self.tuner is not None:
+            self.tuner.stop()
+        self.tuner = Tuner(self, every, steps, min_transitions).start()
+        return self.tuner
 
     # --- read ------------------------------------------------------------------------
     def history(
@@ -504,7 +511,10 @@ class Twin:
         return values
 
     def close(self) -> None:
-        """Close the store and the backend the twin made itself (never one passed in)."""
+        """Stop the tuner; close the store and the backend the twin made itself (never
+        one passed in)."""
+        if self.tuner is not None:
+            self.tuner.stop()
         self.store.close()
         if self._own_backend is not None:
             self._own_backend.close()

@@ -16,6 +16,7 @@ Predictors are never trained.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -54,7 +55,8 @@ class NameEmbedder:
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         new = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if new:
-            vecs = self._model.encode(new, convert_to_numpy=True, normalize_embeddings=True)
+            vecs = self._model.encode(new, convert_to_numpy=True, normalize_embeddings=True,
+                                      show_progress_bar=False)
             self._cache.update(zip(new, np.asarray(vecs, dtype=np.float32), strict=True))
         return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, NAME_DIM))
 
@@ -97,6 +99,18 @@ class SetEncoder:
         self.texts_: dict[str, str] = {}
         self.mean_: dict[str, float] = {}
         self.std_: dict[str, float] = {}
+
+    def copy(self) -> SetEncoder:
+        """An independent copy (same weights and scales; the name embedder is shared), to
+        train while this one keeps serving searches."""
+        other = SetEncoder.__new__(SetEncoder)
+        other.__dict__.update(self.__dict__)
+        modules: Any = copy.deepcopy(self.modules)
+        other.modules = modules
+        other.project, other.element, other.pooled = modules
+        other.keys_, other.texts_ = list(self.keys_), dict(self.texts_)
+        other.mean_, other.std_ = dict(self.mean_), dict(self.std_)
+        return other
 
     # --- the Encoder protocol -------------------------------------------------------
     def fit(self, transitions: Sequence[Transition], schema: Schema) -> None:
