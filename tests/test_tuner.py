@@ -73,3 +73,28 @@ def test_the_language_model_predicts_from_the_background_tuned_retrieval(gemma):
     assert "llm" in pred.by_predictor and not pred.provenance["skipped"]
     assert all(pred.mean[v] == pred.mean[v] for v in ("v", "c"))  # finite, not NaN
     twin.close()
+
+
+def test_service_tunes_each_twin_in_the_background(tmp_path):
+    from lmtwin.service import Settings
+    from test_service_support import client
+
+    with client(Settings(store=str(tmp_path / "t.db"), tune_every=100)) as c:
+        c.post("/twins", json={"name": "onc", "variables": [
+            {"name": "v"}, {"name": "c"}, {"name": "ca", "role": "action"}]}
+               ).raise_for_status()
+        rows = [{"episode": f"p{i}", "t": float(t), "values": row}
+                for i, p in enumerate(simulate_patients(2, seed=3, variant="cancer-chemo"))
+                for t, row in enumerate(p.rows("cancer-chemo"))]
+        assert c.post("/twins/onc/observations/batch",
+                      json={"observations": rows}).status_code == 201
+        import time
+
+        deadline = time.monotonic() + 300
+        while not (twin := c.get("/twins/onc").json())["tunings"]:
+            assert time.monotonic() < deadline and twin["tuner_error"] is None, twin
+            time.sleep(0.5)
+        assert twin["encoder"] == "SetEncoder" and twin["tunings"][0]["transitions"] >= 100
+        r = c.post("/twins/onc/predict", json={"state": {"v": 300.0, "c": 2.0},
+                                               "action": {"ca": 5.0}})
+        assert r.status_code == 200 and set(r.json()["mean"]) == {"v", "c"}

@@ -153,6 +153,8 @@ class TwinService:
         twin = Twin(name, store=self.store, predictors=self._predictors(),
                     strict=config.get("strict", True), level=config.get("level", 0.9))
         entry = _Entry(twin, config, meta["created_at"])
+        if self.settings.tune_every:
+            twin.start_tuner(every=self.settings.tune_every)
         history = twin.history()
         for obs in history:
             entry.states.setdefault(obs.episode, {}).update(obs.values)
@@ -228,6 +230,9 @@ class TwinService:
             "variables": twin.schema.to_list(),
             "noise": entry.config["noise"],
             "predictors": [p.name for p in twin.predictors],
+            "encoder": type(twin.retriever.encoder).__name__,
+            "tunings": [vars(r) for r in twin.tuner.runs_] if twin.tuner else [],
+            "tuner_error": twin.tuner.error_ if twin.tuner else None,
             "episodes": sorted(entry.states),
             "n_notes": len(twin.notes),
             "subscribers": self.events.subscribers(name),
@@ -501,6 +506,9 @@ class TwinService:
 
     def close(self) -> None:
         with self._lock:
+            for entry in self._twins.values():
+                if entry.twin.tuner is not None:
+                    entry.twin.tuner.stop()
             self._twins.clear()
         self.store.close()
         self.db.close()

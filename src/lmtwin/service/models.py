@@ -68,6 +68,10 @@ class TwinOut(BaseModel):
     variables: list[dict[str, Any]]
     noise: dict[str, dict[str, float]]
     predictors: list[str]
+    encoder: str = Field(description="RawEncoder, or SetEncoder once tuned")
+    tunings: list[dict[str, float]] = Field(description="background tunings of the encoder "
+                                            "(at, transitions, seconds, first/last loss)")
+    tuner_error: str | None = None
     episodes: list[str]
     n_notes: int
     subscribers: int

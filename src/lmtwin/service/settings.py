@@ -44,6 +44,9 @@ class Settings(BaseModel):
         "declared sensor noise (fast numeric ones by default: one forecast per reading)"))
     assimilation_replay: int = Field(200, ge=1, description=(
         "readings per episode replayed into the filter when a twin is loaded"))
+    tune_every: int = Field(0, ge=0, description=(
+        "re-tune each twin's retrieval encoder in the background every N new transitions "
+        "(needs the 'tune' extra); 0: off"))
     sse_ping_s: float = Field(15.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
