@@ -294,9 +294,14 @@ def report(r: dict[str, Any]) -> str:
             f"| 90% conformal interval coverage | {s['coverage']:.1%} over {s['n_intervals']} | "
             "85-95% |"]
     if ret:
-        rows.append(
+        median = (f"; median squared error "
+                  f"{ret['tuned_median']['llm'] / ret['raw_median']['llm']:.3f}"
+                  if "raw_median" in ret else "")
+        rows += [
             f"| LM one-step MSE, tuned / raw retrieval | {ret['llm_tuned_over_raw']:.3f} "
-            f"(raw {ret['raw']['llm']:.4g}, tuned {ret['tuned']['llm']:.4g}) | < 1.0 |")
+            f"(raw {ret['raw']['llm']:.4g}, tuned {ret['tuned']['llm']:.4g}){median} | < 1.0 |",
+            f"| numeric one-step MSE, tuned / raw retrieval | "
+            f"{ret['tuned']['numeric'] / ret['raw']['numeric']:.3f} | < 1.0 |"]
     if a:
         rows.append(
             f"| assimilation: fused / raw RMSE to the truth, noisy tank | "
