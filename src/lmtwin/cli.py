@@ -72,8 +72,9 @@ def demo(
     out: Annotated[Path, typer.Option(help="folder for the plot and summary")] = Path("out/demo"),
     tune: Annotated[
         bool,
-        typer.Option(help="fine-tune the retrieval encoder after patient 1 (off: tuned "
-                     "retrieval measured worse than raw, see results/engine.md)"),
+        typer.Option(help="fine-tune the retrieval encoder after patient 1 (off by "
+                     "default: it helps the numeric learner but the language model's mean "
+                     "error rose, see results/engine.md)"),
     ] = False,
     seed: int = 0,
 ) -> None:
