@@ -291,11 +291,21 @@ def run(quick: bool = False, out: Path = Path("results"),
             for twin in ("b", "m"):
                 httpx.post(f"{server.url}/twins", json={"name": twin, "variables": VARIABLES}
                            ).raise_for_status()
+            noisy = [{**v, "noise": {"sensor": 0.05, "process": 0.01}} if v["name"] == "x"
+                     else v for v in VARIABLES]
+            httpx.post(f"{server.url}/twins", json={"name": "n", "variables": noisy}
+                       ).raise_for_status()
             progress(f"HTTP batches, as fast as answered: {seconds:.0f} s, 2 clients x 100")
             results["http_max"] = http_ingest(server.url, "b", seconds, clients=2, batch=100,
                                               reads=False, tag="max")
             progress(f"  {results['http_max']['rate']:.0f} obs/s, ack p95 "
                      f"{results['http_max']['ack_p95_ms']:.1f} ms")
+            progress("HTTP batches into a twin whose x declares sensor noise (the filter "
+                     "forecasts each reading)")
+            results["http_noisy"] = http_ingest(server.url, "n", seconds, clients=2,
+                                                batch=100, reads=False, tag="noisy")
+            progress(f"  {results['http_noisy']['rate']:.0f} obs/s, ack p95 "
+                     f"{results['http_noisy']['ack_p95_ms']:.1f} ms")
             progress(f"HTTP batches at {OFFERED} obs/s offered, with state reads")
             results["http"] = http_ingest(server.url, "b", seconds, clients=2, batch=100,
                                           offered=OFFERED)
@@ -357,6 +367,11 @@ def report(r: dict[str, Any]) -> str:
         row("HTTP batch ingest, as fast as answered", f"{hm['rate']:.0f} obs/s "
             f"({hm['clients']} clients x {hm['batch']} per batch, {hm['seconds']:.0f} s; "
             f"ack p95 {hm['ack_p95_ms']:.1f} ms)", ">= 1000 obs/s", hm["rate"] >= 1000),
+        *([row("HTTP batch ingest with data assimilation (x's sensor noise declared: one "
+               "forecast by persistence and ridge per reading)",
+               f"{r['http_noisy']['rate']:.0f} obs/s (ack p95 "
+               f"{r['http_noisy']['ack_p95_ms']:.1f} ms)", ">= 1000 obs/s",
+               r["http_noisy"]["rate"] >= 1000)] if "http_noisy" in r else []),
         row(f"HTTP ack latency p95 at {h['offered']:.0f} obs/s offered",
             f"{h['ack_p95_ms']:.1f} ms (p50 {h['ack_p50_ms']:.1f}, max {h['ack_max_ms']:.1f}; "
             f"{h['rate']:.0f} obs/s served)", "< 100 ms", h["ack_p95_ms"] < 100),
