@@ -1,15 +1,25 @@
 """Combination weights learnt online from each predictor's errors on the live stream.
 
 Exponentially weighted averaging (Hedge) with discounted losses, so the weights follow
-the stream when the system changes. A predictor's loss at a step is its squared error
-relative to the mean squared error of the predictors that answered (averaged over
-targets), so variables and episodes of any scale count equally.
+the stream when the system changes. A predictor's loss at a step is
+``min(cap, log(1 + e / median))``: its squared error ``e`` against the median squared
+error of the predictors that answered, on a log scale, averaged over targets. Scale-free,
+so variables and episodes of any scale count equally; logarithmic, so one predictor far
+worse than the rest does not squeeze the differences among the others (with losses
+relative to the mean, a persistence error 1000x the others' made a learner 18x worse
+than the best look as good as it); capped, so one blunder costs at most ``cap``.
+Measured on the quick literature benchmark against the mean-relative loss: lmtwin /
+best baseline 2.73 vs 4.14 (cancer), 1.81 vs 2.16 (cancer-chemo), 0.08 vs 44
+(cancer-untreated), 1.59 vs 1.45 (Hare-Lynx); on the demo stream, replayed, 0.77 vs 0.74
+of the best single predictor.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+
+import numpy as np
 
 
 class Hedge:
@@ -20,9 +30,10 @@ class Hedge:
         discount: factor applied to past cumulative losses at each update (1 = none).
     """
 
-    def __init__(self, eta: float = 1.0, discount: float = 0.95) -> None:
+    def __init__(self, eta: float = 1.0, discount: float = 0.95, cap: float = 3.0) -> None:
         self.eta = eta
         self.discount = discount
+        self.cap = cap
         self.loss_: dict[str, float] = {}
         self.n_updates_: dict[str, int] = {}
         self._scale: dict[str, float] = {}
@@ -64,14 +75,14 @@ class Hedge:
             errs = {n: (f[t] - actual[t]) ** 2 for n, f in forecasts.items() if t in f}
             if not errs:
                 continue
-            mean = sum(errs.values()) / len(errs) + 1e-12 * (1.0 + actual[t] ** 2)
+            mid = float(np.median(list(errs.values()))) + 1e-12 * (1.0 + actual[t] ** 2)
             for n, e in errs.items():
-                per_target.setdefault(n, []).append(e / mean)
+                per_target.setdefault(n, []).append(min(self.cap, math.log1p(e / mid)))
         losses = {n: sum(v) / len(v) for n, v in per_target.items()}
         for name in self.loss_:
             self.loss_[name] *= self.discount
             if name not in losses:
-                self.loss_[name] += 1.0  # abstaining costs the average relative loss
+                self.loss_[name] += math.log(2.0)  # abstaining costs the median's loss
         for name, loss in losses.items():
             self.loss_[name] = self.loss_.get(name, min(self.loss_.values(), default=0.0)) + loss
             self.n_updates_[name] = self.n_updates_.get(name, 0) + 1
