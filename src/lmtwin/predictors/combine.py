@@ -83,7 +83,9 @@ class Hedge:
             self.loss_[name] *= self.discount
             if name not in losses:
                 self.loss_[name] += math.log(2.0)  # abstaining costs the median's loss
+        # a predictor new to the record starts level with the best one before this step
+        floor = min(self.loss_.values(), default=0.0)
         for name, loss in losses.items():
-            self.loss_[name] = self.loss_.get(name, min(self.loss_.values(), default=0.0)) + loss
+            self.loss_[name] = self.loss_.get(name, floor) + loss
             self.n_updates_[name] = self.n_updates_.get(name, 0) + 1
         return losses
