@@ -167,10 +167,10 @@ class Assimilator:
         schema = self.twin.schema
         state = {k: v for k, v in ep.values.items() if k in schema}
         try:
-            pred = self.twin.predict(state, predictors=self.using)
+            mean = self.twin.forecast(state, predictors=self.using)
         except (NotReady, BackendError):
             return {}
-        return {n: v for n, v in pred.mean.items() if math.isfinite(v)}
+        return {n: v for n, v in mean.items() if math.isfinite(v)}
 
     def _fuse(self, ep: _Episode, name: str, z: float, forecast: float | None) -> Fused:
         noise = self.noise[name]

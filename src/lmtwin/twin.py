@@ -294,23 +294,8 @@ class Twin:
         ones where a language model call per request would be too slow.
         """
         with self._lock:
-            s, a = self._split(state)
-            s2, a2 = self._split(action or {})
-            if s2:
-                raise SchemaError(f"{sorted(s2)} are not actions; pass them in state")
-            a.update(a2)
-            targets = [n for n in self.schema.states if n in s]
-            if not targets:
-                raise NotReady(
-                    "nothing to predict: the state has no state variable"
-                    if self.schema.states
-                    else "the twin has no state variables"
-                )
-            chosen = self._chosen(predictors)
-            query = Query(s, a, targets, self.schema, self.notes)
-            wanted = max((p.k for p in chosen), default=0)
-            examples = self.retriever.search(s, a, self.schema, k=wanted) if wanted else []
-            forecasts, skipped = self._ask(chosen, query, examples)
+            query, forecasts, skipped, examples = self._forecasts(state, action, predictors)
+            s = query.state
             prediction = self._combine(query, forecasts, skipped, examples)
             if episode is not None:
                 self._pending[str(episode)] = _Pending(
@@ -323,6 +308,46 @@ class Twin:
                     prediction.weights,
                 )
             return prediction
+
+    def forecast(
+        self,
+        state: Mapping[str, object],
+        action: Mapping[str, object] | None = None,
+        predictors: Sequence[str] | None = None,
+    ) -> dict[str, float]:
+        """The combined point forecast of the next state only: no interval, no samples,
+        never scored (the data assimilation's prior: one per reading)."""
+        with self._lock:
+            query, forecasts, _, _ = self._forecasts(state, action, predictors)
+            weights = self.hedge.weights(list(forecasts))
+            mean = sum(weights[n] * f.mean for n, f in forecasts.items())
+            return {t: float(v) for t, v in zip(query.targets, np.ravel(mean), strict=True)}
+
+    def _forecasts(
+        self,
+        state: Mapping[str, object],
+        action: Mapping[str, object] | None,
+        predictors: Sequence[str] | None,
+    ) -> tuple[Query, dict[str, Forecast], dict[str, str], list[Transition]]:
+        """Validate, retrieve, and ask each chosen predictor."""
+        s, a = self._split(state)
+        s2, a2 = self._split(action or {})
+        if s2:
+            raise SchemaError(f"{sorted(s2)} are not actions; pass them in state")
+        a.update(a2)
+        targets = [n for n in self.schema.states if n in s]
+        if not targets:
+            raise NotReady(
+                "nothing to predict: the state has no state variable"
+                if self.schema.states
+                else "the twin has no state variables"
+            )
+        chosen = self._chosen(predictors)
+        query = Query(s, a, targets, self.schema, self.notes)
+        wanted = max((p.k for p in chosen), default=0)
+        examples = self.retriever.search(s, a, self.schema, k=wanted) if wanted else []
+        forecasts, skipped = self._ask(chosen, query, examples)
+        return query, forecasts, skipped, examples
 
     def _chosen(self, names: Sequence[str] | None) -> list[Predictor]:
         if names is None:

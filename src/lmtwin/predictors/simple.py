@@ -64,12 +64,15 @@ class LocalRidge:
         if q is None:
             raise NotReady("numeric predictor needs every input of the query")
         rows, deltas = [], []
+        targets = query.targets
         for ex in examples:
-            row = design(names, ex.state, ex.action)
-            d = [ex.delta(t) for t in query.targets]
-            if row is not None and all(v is not None for v in d):
+            nxt, now = ex.next_state, ex.state
+            if not all(t in nxt and t in now for t in targets):
+                continue
+            row = design(names, now, ex.action)
+            if row is not None:
                 rows.append(row)
-                deltas.append(d)
+                deltas.append([nxt[t] - now[t] for t in targets])
         if len(rows) < self.min_examples:
             raise NotReady(
                 f"numeric predictor has {len(rows)} usable examples, needs {self.min_examples}"
