@@ -186,3 +186,15 @@ def test_add_knowledge_rejects_empty_and_oversized(xy_twin):
         xy_twin.add_knowledge("  ")
     with pytest.raises(SchemaError):
         xy_twin.add_knowledge("x" * 5000)
+
+
+def test_forecast_is_the_predictions_mean_without_scoring(xy_twin):
+    feed_linear(xy_twin, predict=True)
+    scored = len(xy_twin.scores_)
+    point = xy_twin.forecast({"x": 2.0}, {"u": 0.5})
+    full = xy_twin.predict({"x": 2.0}, {"u": 0.5})
+    assert point.keys() == full.mean.keys() == {"x"}
+    assert abs(point["x"] - full.mean["x"]) < 1e-9 and abs(point["x"] - 2.3) < 0.05
+    only = xy_twin.forecast({"x": 2.0}, {"u": 0.5}, predictors=["persistence"])
+    assert only == {"x": 2.0}
+    assert len(xy_twin.scores_) == scored  # never scored
