@@ -60,3 +60,16 @@ def test_render_rows_of_scaled_changes_with_notes_and_missing():
 def test_grammar_mentions_every_number():
     g = reply_grammar(3)
     assert g.count("num") >= 4 and g.startswith("root ::=")
+
+
+def test_an_input_constant_in_every_row_is_stated_once():
+    schema = Schema([Variable("v", "state", "cm3", "tumour volume"),
+                     Variable("ca", "action", "mg", "chemo dose")])
+    ex = [Transition("e", t, {"v": 100.0 + t}, {"ca": 0.0}, {"v": 101.0 + t}) for t in range(3)]
+    prompt, layout = render(Query({"v": 90.0}, {"ca": 0.0}, ["v"], schema), ex)
+    lines = prompt.splitlines()
+    assert "# ca: chemo dose [mg]" in lines and "# ca = 0 in every row" in lines
+    assert layout.inputs == ["v"] and "# v -> dv" in lines and lines[-1] == "90 ->"
+    # a different value in the query keeps the column
+    _, layout = render(Query({"v": 90.0}, {"ca": 5.0}, ["v"], schema), ex)
+    assert layout.inputs == ["v", "ca"] and layout.fixed == {}

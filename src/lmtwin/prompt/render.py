@@ -5,6 +5,8 @@ next states by almost 3x for small models (DESIGN.md). Numbers are written as in
 in a per-column scale, as in LLMTime: each column is multiplied by a power of ten so a
 typical value has a few significant digits, and the column header names the scale
 (``c*100``). No decimal points and no plus signs: fewer tokens for the same information.
+An input with the same value in every example and the query teaches nothing; it is
+stated once (``# ca = 0 in every row``) instead of in each row.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Layout:
     targets: list[str]
     input_exp: list[int]
     target_exp: list[int]
+    fixed: dict[str, float]
 
     @property
     def inputs(self) -> list[str]:
@@ -64,12 +67,19 @@ class Layout:
         digits_in: int = 3,
         digits_out: int = 2,
     ) -> Layout:
-        states, actions = sorted(query.state), sorted(query.action)
-
         def column(name: str, is_action: bool) -> list[float]:
             rows = [e.action if is_action else e.state for e in examples]
             rows.append(query.action if is_action else query.state)
             return [r[name] for r in rows if name in r]
+
+        fixed: dict[str, float] = {}
+        for name, is_action in [(n, False) for n in query.state] + [(n, True) for n in
+                                                                    query.action]:
+            values = column(name, is_action)
+            if examples and len(values) == len(examples) + 1 and len(set(values)) == 1:
+                fixed[name] = values[0]
+        states = sorted(n for n in query.state if n not in fixed)
+        actions = sorted(n for n in query.action if n not in fixed)
 
         input_exp = [exponent(column(n, False), digits_in) for n in states] + [
             exponent(column(n, True), digits_in) for n in actions
@@ -78,7 +88,7 @@ class Layout:
             exponent([d for e in examples if (d := e.delta(t)) is not None], digits_out)
             for t in query.targets
         ]
-        return cls(states, actions, list(query.targets), input_exp, target_exp)
+        return cls(states, actions, list(query.targets), input_exp, target_exp, fixed)
 
     def row(self, state: dict[str, float], action: dict[str, float]) -> str:
         values = [state.get(n) for n in self.states] + [action.get(n) for n in self.actions]
@@ -111,13 +121,14 @@ def render(
     layout = Layout.for_query(query, examples, digits_in, digits_out)
     lines = []
     if describe:
-        for name in layout.inputs:
+        for name in [*layout.inputs, *layout.fixed]:
             if name in query.schema:
                 var = query.schema[name]
                 unit = f" [{var.unit}]" if var.unit else ""
                 text = f" {var.description}" if var.description else ""
                 lines.append(f"# {name}:{text}{unit}")
         lines.extend(f"# note: {note.text}" for note in query.notes)
+    lines.extend(f"# {name} = {value:g} in every row" for name, value in layout.fixed.items())
     cols = " ".join(header(n, e) for n, e in zip(layout.inputs, layout.input_exp, strict=True))
     outs = " ".join(
         header(f"d{n}", e) for n, e in zip(layout.targets, layout.target_exp, strict=True)
