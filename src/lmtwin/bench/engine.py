@@ -79,7 +79,7 @@ def _history(patients: int, seed: int) -> Retriever:
     return twin.retriever
 
 
-def bench_llm(backend: LLMBackend, queries: int = 30, k: int = 16) -> dict[str, Any]:
+def bench_llm(backend: LLMBackend, queries: int = 30, k: int = 12) -> dict[str, Any]:
     """Prompt tokens and predictions per second of the language-model predictor on a
     3-variable system (v, c, ca) with k examples."""
     schema = Schema(CANCER_VARIABLES[:3])

