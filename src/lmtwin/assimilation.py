@@ -4,7 +4,7 @@ For each variable with a declared sensor noise, a Kalman filter whose process mo
 the twin itself::
 
     reading z_t arrives for episode e
-      prior    x-  = twin.predict(fused state of e at t-1, last action)   (the forecast)
+      prior    x-  = twin.forecast(fused state of e at t-1, last action)  (the forecast)
                P-  = max(S - R, process**2)                                (its variance)
       update   x+, P+ = Kalman update of (x-, P-) with z_t, R = sensor**2  (filterpy)
 
@@ -107,9 +107,7 @@ class Assimilator:
             raise DependencyNotInstalled("filterpy", "assimilation") from exc
         if not 0 < discount < 1:
             raise InvalidValue("discount", discount, "must lie between 0 and 1")
-        known = {p.name for p in twin.predictors}
-        if using is not None and (not using or set(using) - known):
-            raise InvalidValue("using", list(using), f"choose one or more of {sorted(known)}")
+        twin._chosen(using)  # unknown predictor names: the twin's own typed error
         self._update = update
         self.twin = twin
         self.using = list(using) if using is not None else None
