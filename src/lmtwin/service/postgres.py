@@ -17,7 +17,7 @@ from lmtwin.errors import DependencyNotInstalled, StoreError
 from lmtwin.schema import SchemaChange
 from lmtwin.service.db import IDEMPOTENCY_TABLE
 from lmtwin.service.stores import INSERT_KEY, Keyed
-from lmtwin.store.base import Note
+from lmtwin.store.base import Note, Record
 from lmtwin.types import Observation
 
 _SCHEMA = [
@@ -37,6 +37,10 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS notes (
         id BIGSERIAL PRIMARY KEY, twin TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
         text TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS records (
+        id BIGSERIAL PRIMARY KEY, twin TEXT NOT NULL, kind TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL, payload TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS records_twin_kind ON records (twin, kind, id)",
 ]
 
 
@@ -128,6 +132,31 @@ class PostgresStore(Keyed):
             sql += " AND at <= %s"
             args.append(as_of)
         return [Note(at, text) for at, text in self._read(sql + " ORDER BY id", args)]
+
+    def append_record(self, twin: str, kind: str, payload: dict[str, Any]) -> Record:
+        at, text = time.time(), json.dumps(payload, allow_nan=False)
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "INSERT INTO records (twin, kind, at, payload) VALUES (%s, %s, %s, %s)"
+                    " RETURNING id", (twin, kind, at, text)).fetchone()
+            except self._psycopg.Error as exc:
+                raise StoreError(f"write to PostgreSQL failed: {exc}") from exc
+        assert row is not None
+        return Record(int(row[0]), kind, at, json.loads(text))
+
+    def records(self, twin: str, kind: str | None = None, after: int = 0,
+                limit: int | None = None) -> list[Record]:
+        sql = "SELECT id, kind, at, payload FROM records WHERE twin = %s AND id > %s"
+        args: list[Any] = [twin, after]
+        if kind is not None:
+            sql += " AND kind = %s"
+            args.append(kind)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(int(limit))
+        return [Record(int(i), k, at, json.loads(p)) for i, k, at, p in self._read(sql, args)]
 
     def twins(self) -> list[str]:
         rows = self._read("SELECT twin FROM observations UNION SELECT twin FROM schema_changes"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from lmtwin.schema import SchemaChange, Variable
 from lmtwin.types import Observation
@@ -21,6 +21,18 @@ class Note:
 
     at: float
     text: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """One entry of a twin's append-only log of a given ``kind`` (an alert, an alert's
+    acknowledgement, an audit event): ``id`` rises with insertion order across kinds,
+    ``at`` is the wall-clock time it was written, ``payload`` a JSON-ready mapping."""
+
+    id: int
+    kind: str
+    at: float
+    payload: dict[str, Any]
 
 
 @runtime_checkable
@@ -51,6 +63,16 @@ class Store(Protocol):
 
     def notes(self, twin: str, as_of: float | None = None) -> list[Note]: ...
 
+    def append_record(self, twin: str, kind: str, payload: dict[str, Any]) -> Record:
+        """Append one entry to the twin's log of ``kind``; never updated or deleted."""
+        ...
+
+    def records(
+        self, twin: str, kind: str | None = None, after: int = 0, limit: int | None = None
+    ) -> list[Record]:
+        """Entries with ``id > after`` (of ``kind``, or all kinds), oldest first."""
+        ...
+
     def twins(self) -> list[str]: ...
 
     def close(self) -> None: ...
@@ -77,4 +99,12 @@ def check_store(store: Store) -> None:
     store.append_note(twin, Note(5.0, "a fact"))
     assert [n.text for n in store.notes(twin)] == ["a fact"]
     assert store.notes(twin, as_of=4.0) == []
+    first = store.append_record(twin, "alert", {"variable": "x", "p": 0.001})
+    second = store.append_record(twin, "audit", {"event": "request", "text": "hi"})
+    assert second.id > first.id and first.kind == "alert"
+    assert [r.payload for r in store.records(twin, "alert")] == [{"variable": "x", "p": 0.001}]
+    assert [r.id for r in store.records(twin)] == [first.id, second.id]
+    assert [r.id for r in store.records(twin, after=first.id)] == [second.id]
+    assert len(store.records(twin, limit=1)) == 1
+    assert store.records(f"{twin}-other") == []
     assert twin in store.twins()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+import json
 from collections.abc import Sequence
+from typing import Any
 
 from lmtwin.schema import SchemaChange
-from lmtwin.store.base import Note
+from lmtwin.store.base import Note, Record
 from lmtwin.types import Observation
 
 
@@ -16,6 +18,7 @@ class MemoryStore:
         self._rows: list[tuple[str, str, float, str, float, int, float]] = []
         self._changes: dict[str, list[SchemaChange]] = {}
         self._notes: dict[str, list[Note]] = {}
+        self._records: list[tuple[str, Record]] = []
 
     def append(self, twin: str, observations: Sequence[Observation], schema_version: int) -> None:
         now = time.time()
@@ -58,6 +61,20 @@ class MemoryStore:
 
     def notes(self, twin: str, as_of: float | None = None) -> list[Note]:
         return [n for n in self._notes.get(twin, []) if as_of is None or n.at <= as_of]
+
+    def append_record(self, twin: str, kind: str, payload: dict[str, Any]) -> Record:
+        # a JSON round trip: the same payload types (and refusals) as the durable stores
+        record = Record(len(self._records) + 1, kind, time.time(),
+                        json.loads(json.dumps(payload, allow_nan=False)))
+        self._records.append((twin, record))
+        return record
+
+    def records(
+        self, twin: str, kind: str | None = None, after: int = 0, limit: int | None = None
+    ) -> list[Record]:
+        out = [r for tw, r in self._records
+               if tw == twin and r.id > after and (kind is None or r.kind == kind)]
+        return out if limit is None else out[:limit]
 
     def twins(self) -> list[str]:
         names = {r[0] for r in self._rows} | set(self._changes) | set(self._notes)

@@ -17,7 +17,7 @@ from typing import Any
 
 from lmtwin.errors import StoreError
 from lmtwin.schema import SchemaChange
-from lmtwin.store.base import Note
+from lmtwin.store.base import Note, Record
 from lmtwin.types import Observation
 
 _SCHEMA = """
@@ -44,6 +44,14 @@ CREATE TABLE IF NOT EXISTS notes (
     at REAL NOT NULL,
     text TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY,
+    twin TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at REAL NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_twin_kind ON records (twin, kind, id);
 """
 
 
@@ -141,6 +149,32 @@ class SQLiteStore:
             sql += " AND at <= ?"
             args.append(as_of)
         return [Note(at, text) for at, text in self._read(sql + " ORDER BY id", args)]
+
+    def append_record(self, twin: str, kind: str, payload: dict[str, Any]) -> Record:
+        at, text = time.time(), json.dumps(payload, allow_nan=False)
+        with self._lock:
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO records (twin, kind, at, payload) VALUES (?, ?, ?, ?)",
+                    (twin, kind, at, text),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"write to {self.path} failed: {exc}") from exc
+        return Record(int(cur.lastrowid or 0), kind, at, json.loads(text))
+
+    def records(
+        self, twin: str, kind: str | None = None, after: int = 0, limit: int | None = None
+    ) -> list[Record]:
+        sql = "SELECT id, kind, at, payload FROM records WHERE twin = ? AND id > ?"
+        args: list[Any] = [twin, after]
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [Record(i, k, at, json.loads(p)) for i, k, at, p in self._read(sql, args)]
 
     def twins(self) -> list[str]:
         rows = self._read(
