@@ -6,7 +6,7 @@ import pytest
 
 from lmtwin import InvalidValue, LLMPredictor, LocalRidge, Persistence, Twin
 from lmtwin.retrieval.set_encoder import SetEncoder
-from lmtwin.retrieval.tuner import Tuner
+from lmtwin.tuner import Tuner
 from lmtwin.systems.cancer import CANCER_VARIABLES, simulate_patients
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ from lmtwin.llm.base import LLMBackend
 from lmtwin.predictors import Hedge, LLMPredictor, LocalRidge, Persistence, Predictor, Query
 from lmtwin.predictors.base import Forecast
 from lmtwin.retrieval import Retriever
-from lmtwin.retrieval.tuner import Tuner
+from lmtwin.tuner import Tuner
 from lmtwin.schema import Schema, SchemaChange, Variable
 from lmtwin.store import Note, SQLiteStore, Store
 from lmtwin.types import Observation, Prediction, Transition
@@ -489,7 +489,7 @@ class Twin:
         never retrained. The twin keeps serving while it trains. Returns the contrastive
         loss per step. ``start_tuner`` does this in the background as data arrives.
         """
-        from lmtwin.retrieval.tuner import tune_twin
+        from lmtwin.tuner import tune_twin
 
         if not progress:
             return tune_twin(self, steps, on_step)[1]
@@ -509,7 +509,7 @@ class Twin:
                     min_transitions: int = 100) -> Tuner:
         """Re-tune the encoder in a background thread every ``every`` new transitions
         (the DESIGN's "tuner"); ``close`` stops it. Returns the running ``Tuner``."""
-        from lmtwin.retrieval.tuner import Tuner
+        from lmtwin.tuner import Tuner
 
         if self.tuner is not None:
             self.tuner.stop()

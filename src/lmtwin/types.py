@@ -7,6 +7,16 @@ from typing import Any
 
 import numpy as np
 
+from lmtwin.schema import Schema
+
+
+@dataclass(frozen=True)
+class Note:
+    """A free-text fact with the time it became known."""
+
+    at: float
+    text: str
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -36,6 +46,18 @@ class Transition:
         if name in self.state and name in self.next_state:
             return self.next_state[name] - self.state[name]
         return None
+
+
+@dataclass
+class Query:
+    """What to predict: the next value of ``targets`` from ``state`` (state and context
+    variables at t) under ``action``. ``schema`` and ``notes`` describe the system."""
+
+    state: dict[str, float]
+    action: dict[str, float]
+    targets: list[str]
+    schema: Schema = field(default_factory=Schema)
+    notes: list[Note] = field(default_factory=list)
 
 
 @dataclass

@@ -8,21 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from lmtwin.schema import Schema
-from lmtwin.store.base import Note
-from lmtwin.types import Transition
-
-
-@dataclass
-class Query:
-    """What to predict: the next value of ``targets`` from ``state`` (state and context
-    variables at t) under ``action``. ``schema`` and ``notes`` describe the system."""
-
-    state: dict[str, float]
-    action: dict[str, float]
-    targets: list[str]
-    schema: Schema = field(default_factory=Schema)
-    notes: list[Note] = field(default_factory=list)
+from lmtwin.types import Query, Transition
 
 
 @dataclass

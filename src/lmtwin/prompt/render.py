@@ -15,8 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lmtwin.predictors.base import Query
-from lmtwin.types import Transition
+from lmtwin.types import Query, Transition
 
 
 def exponent(values: Sequence[float], digits: int) -> int:

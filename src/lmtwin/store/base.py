@@ -12,15 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from lmtwin.schema import SchemaChange, Variable
-from lmtwin.types import Observation
-
-
-@dataclass(frozen=True)
-class Note:
-    """A free-text fact with the time it became known."""
-
-    at: float
-    text: str
+from lmtwin.types import Note, Observation
 
 
 @dataclass(frozen=True)
