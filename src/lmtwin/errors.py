@@ -9,7 +9,17 @@
     ├── BackendError             a language-model backend failed
     │   ├── BackendUnavailable   the backend cannot be reached (names the URL or path)
     │   └── ParseError           a model reply could not be parsed (carries the raw text)
-    └── DependencyNotInstalled   an optional dependency is missing (names the pip extra)
+    ├── DependencyNotInstalled   an optional dependency is missing (names the pip extra)
+    └── AgentError               the operator agent (lmtwin.agent) refused or failed
+        ├── RequestRejected      a request it cannot take (empty, too long, another
+        │                        language, not understood)
+        ├── CallRefused          a tool call that failed validation (names tool and why)
+        ├── ActionDenied         the policy denies the tool
+        │   └── ActuationRateLimited  the twin's actuation budget is spent
+        ├── ApprovalError        approving or rejecting what cannot be decided
+        │   ├── UnknownApproval  no pending call with that id
+        │   └── AlreadyDecided   a call that was already approved or rejected
+        └── ToolUnavailable      a tool whose library function is not available
 
 Vendor exceptions are mapped to the most specific type at the boundary where they occur;
 callers (the CLI, the service) map these types, never message strings, to exit codes.
@@ -77,9 +87,99 @@ class ParseError(BackendError):
 class DependencyNotInstalled(LmtwinError):
     """An optional dependency is missing; the message names the pip extra to install."""
 
-    def __init__(self, package: str, extra: str) -> None:
+    def __init__(self, package: str, extra: str | None) -> None:
         self.package = package
         self.extra = extra
+        how = (
+            f"pip install 'lmtwin[{extra}]'"
+            if extra
+            else f"pip install {package} (a core dependency of lmtwin: reinstall lmtwin)"
+        )
+        super().__init__(f"{package} is not installed; install it with: {how}")
+
+
+class AgentError(LmtwinError):
+    """The operator agent refused a request or a call, or could not run it."""
+
+
+class RequestRejected(AgentError):
+    """A request the agent cannot take: empty, too long, in another language, or not
+    understood. Nothing was run."""
+
+
+class CallRefused(AgentError):
+    """A tool call whose arguments failed validation; nothing was run.
+
+    ``tool`` is the tool's name, ``argument`` the offending argument (or None), ``reason``
+    why (an unknown variable, a wrong role, out of bounds, a wrong unit, ...).
+    """
+
+    def __init__(self, tool: str, reason: str, argument: str | None = None) -> None:
+        self.tool = tool
+        self.argument = argument
+        self.reason = reason
+        where = f" argument {argument!r}" if argument else ""
+        super().__init__(f"refused {tool}{where}: {reason}")
+
+
+class ActionDenied(AgentError):
+    """The approval policy denies this tool; nothing was run."""
+
+
+class ActuationRateLimited(ActionDenied):
+    """The twin's actuation budget is spent; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class ApprovalError(AgentError):
+    """An approval or rejection that cannot be applied."""
+
+
+class UnknownApproval(ApprovalError):
+    """No call awaiting approval has this id."""
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        super().__init__(f"no call awaiting approval has id {call_id!r}")
+
+
+class AlreadyDecided(ApprovalError):
+    """The call was already approved or rejected."""
+
+    def __init__(self, call_id: str, status: str) -> None:
+        self.call_id = call_id
+        self.status = status
+        super().__init__(f"call {call_id!r} was already {status}")
+
+
+class ToolUnavailable(AgentError):
+    """A tool whose library function is not available in this installation or twin."""
+
+
+class CooperateError(LmtwinError):
+    """A cooperating-agents set-up (agents, objective, links) that cannot work."""
+
+
+class OwnershipError(CooperateError):
+    """An agent owns a variable that is not an action, or two agents own the same one."""
+
+
+class InvalidWeights(CooperateError):
+    """Objective weights that are negative, not finite, or sum to zero."""
+
+    def __init__(self, weights: object, reason: str) -> None:
+        self.weights = weights
+        super().__init__(f"invalid objective weights {weights!r}: {reason}")
+
+
+class CyclicLink(CooperateError):
+    """Links between twins whose zero-delay part makes a cycle (an algebraic loop)."""
+
+    def __init__(self, cycle: list[str]) -> None:
+        self.cycle = cycle
         super().__init__(
-            f"{package} is not installed; install it with: pip install 'lmtwin[{extra}]'"
+            f"links make a cycle without delay: {' -> '.join(cycle)}; give one link delay >= 1"
         )
