@@ -21,6 +21,14 @@
         │   └── AlreadyDecided   a call that was already approved or rejected
         └── ToolUnavailable      a tool whose library function is not available
 
+Cooperating agents (lmtwin.cooperate), also under LmtwinError:
+
+    LmtwinError
+    └── CooperateError           a set-up of cooperating agents that cannot work
+        ├── OwnershipError       an agent owns a non-action, or two agents own one variable
+        ├── InvalidWeights       objective weights negative, NaN or summing to zero
+        └── CyclicLink           linked twins whose zero-delay links make a cycle
+
 Vendor exceptions are mapped to the most specific type at the boundary where they occur;
 callers (the CLI, the service) map these types, never message strings, to exit codes.
 """

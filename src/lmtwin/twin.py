@@ -543,3 +543,21 @@ class Twin:
         self.store.close()
         if self._own_backend is not None:
             self._own_backend.close()
+
+    # --- cooperate (lmtwin.cooperate) ---
+    def env(self, objective: Any, horizon: int = 30, **options: Any) -> Any:
+        """A Gymnasium environment whose dynamics are this twin's rollouts (fast numeric
+        path), rewarded by ``objective``; options as ``lmtwin.cooperate.twin_game``.
+        Extra ``agents``."""
+        from lmtwin.cooperate import TwinEnv, twin_game
+
+        return TwinEnv(twin_game(self, objective, horizon=horizon, **options))
+
+    def parallel_env(self, agents: Mapping[str, Sequence[str]], objective: Any,
+                     horizon: int = 30, **options: Any) -> Any:
+        """A PettingZoo Parallel environment on this twin: each agent owns the action
+        variables listed in ``agents`` and is rewarded with its shaped reward (options
+        as ``lmtwin.cooperate.twin_game``: shaping, levels, default, ...). Extra ``agents``."""
+        from lmtwin.cooperate import TwinParallelEnv, twin_game
+
+        return TwinParallelEnv(twin_game(self, objective, agents, horizon, **options))
