@@ -1,76 +1,30 @@
 """The OpenAI-compatible backend against a real llama.cpp server on 127.0.0.1."""
 
-import socket
-import subprocess
-import sys
-import time
-
-import httpx
 import pytest
 
-from conftest import feed_linear
+from conftest import feed_linear, free_port
 from lmtwin import LLMPredictor
 from lmtwin.errors import BackendUnavailable
-from lmtwin.llm import OpenAICompatBackend, check_backend, model_path
+from lmtwin.llm import OpenAICompatBackend, check_backend
 from lmtwin.predictors import Query
 
 pytestmark = pytest.mark.model
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def server():
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model_path("gemma3-270m")),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_threads",
-            "2",
-            "--logits_all",
-            "false",
-            "--model_alias",
-            "gemma",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not start in 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+def server(llama_server: str) -> str:
+    return llama_server
 
 
 def test_server_backend_conforms(server):
-    check_backend(OpenAICompatBackend(server, model="gemma"))
+    check_backend(OpenAICompatBackend(server, model="gemma", repeat_penalty=1.0))
 
 
 def test_llm_predictor_through_server(server, xy_twin):
     feed_linear(xy_twin, 30)
     llm = LLMPredictor(
-        OpenAICompatBackend(server, model="gemma", supports_grammar=True), grammar=True
+        OpenAICompatBackend(server, model="gemma", supports_grammar=True,
+                            repeat_penalty=1.0), grammar=True
     )
     q = Query({"x": 2.0}, {"u": 0.5}, ["x"], xy_twin.schema)
     out = llm.predict(q, xy_twin.retriever.search(q.state, q.action, xy_twin.schema))
@@ -84,3 +38,41 @@ def test_backend_down_names_the_url():
     with pytest.raises(BackendUnavailable) as info:
         backend.complete("1, 2,", max_tokens=2)
     assert url in str(info.value)
+
+
+def test_no_vendor_fields_unless_asked():
+    """A strict server (the OpenAI API) rejects unknown fields: repeat_penalty is sent only
+    when the caller sets it. A real HTTP server records the request bodies."""
+    import http.server
+    import json
+    import threading
+
+    bodies: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            reply = json.dumps({
+                "id": "x", "object": "text_completion", "created": 0, "model": "m",
+                "choices": [{"text": " 1", "index": 0, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+            }).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    try:
+        OpenAICompatBackend(url, model="m").complete("1, 2,", max_tokens=2)
+        OpenAICompatBackend(url, model="m", repeat_penalty=1.0).complete("1,", max_tokens=2)
+    finally:
+        httpd.shutdown()
+    assert "repeat_penalty" not in bodies[0]
+    assert bodies[1]["repeat_penalty"] == 1.0

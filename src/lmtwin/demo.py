@@ -60,7 +60,7 @@ def run_demo(
             twin.add_knowledge(NOTE)
             change_at = len(twin.scores_)
         if tune_after is not None and i == tune_after:
-            twin.tune(progress=False)
+            twin.tune()
         episode = f"patient-{i + 1}"
         rows = patient.rows(variant)
         for t, row in enumerate(rows):

@@ -1,18 +1,21 @@
 """The Twin: mirrors a system from observations and predicts its response to actions.
 
-Data flow (see DESIGN.md)::
+Orchestration only. Data flow (see DESIGN.md)::
 
-    observe(values) -> schema.validate -> store.append -> retriever.add -> score pending
+    observe(values) -> schema.validate -> store.append
+                    -> each new transition: predicted from what came before it, scored
+                       (lmtwin.scoring: Hedge weights, calibrator, listeners) -> retriever.add
     predict(state, action) -> retriever.search(k) -> each predictor in context
-                           -> Hedge weights -> conformal interval -> Prediction
+                           -> lmtwin.predictors.combine: weights, interval, samples
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,39 +25,23 @@ from lmtwin.errors import BackendError, InvalidValue, NotReady, SchemaError
 from lmtwin.llm.base import LLMBackend
 from lmtwin.predictors import Hedge, LLMPredictor, LocalRidge, Persistence, Predictor, Query
 from lmtwin.predictors.base import Forecast
+from lmtwin.predictors.combine import combine
 from lmtwin.retrieval import Retriever
-from lmtwin.tuner import Tuner
 from lmtwin.schema import Schema, SchemaChange, Variable
+from lmtwin.scoring import Listener, Score, Scorer
 from lmtwin.store import Note, SQLiteStore, Store
+from lmtwin.tuner import Tuner
 from lmtwin.types import Observation, Prediction, Transition
 from lmtwin.uncertainty import Calibrator
-from lmtwin.uncertainty.conformal import difficulty
+
+__all__ = ["Score", "Simulation", "Twin", "default_predictors"]
 
 
 @dataclass
 class _Pending:
     state: dict[str, float]
-    by_predictor: dict[str, dict[str, float]]
-    mean: dict[str, float]
-    sigma: dict[str, float]
-    lower: dict[str, float]
-    upper: dict[str, float]
-    weights: dict[str, float]
-
-
-@dataclass
-class Score:
-    """One scored prediction of one target, kept in ``Twin.scores_``."""
-
-    episode: str
-    t: float
-    target: str
-    actual: float
-    combined: float
-    lower: float | None
-    upper: float | None
-    by_predictor: dict[str, float] = field(default_factory=dict)
-    weights: dict[str, float] = field(default_factory=dict)
+    action: dict[str, float]
+    prediction: Prediction
 
 
 @dataclass
@@ -91,6 +78,16 @@ class Twin:
         strict: unknown variables raise (True) or are added to the schema (False).
         level: nominal coverage of the prediction intervals.
         n_samples: samples carried by each Prediction.
+        seed: seed of the sampling.
+        score_window: a bulk load (``observe_many``, reopening a store) scores only its
+            last ``score_window`` transitions: the weights' discount (0.95 a step) and the
+            calibrator's window (300 residuals) forget anything older, so scoring it would
+            cost time and change nothing. Every transition from ``observe`` is scored.
+        costly_every: a costly predictor (one with ``costly = True``: the language model)
+            joins the scoring of every ``costly_every``-th transition from ``observe``
+            (0: never), and of every live prediction it answered.
+        max_pending: live predictions kept waiting for their episode's next observation
+            (the oldest are dropped beyond it).
 
     Example:
         >>> from lmtwin import Twin, Variable, Persistence, LocalRidge
@@ -112,9 +109,16 @@ class Twin:
         level: float = 0.9,
         n_samples: int = 50,
         seed: int = 0,
+        score_window: int = 1000,
+        costly_every: int = 20,
+        max_pending: int = 1000,
     ) -> None:
-        if not 0 < level < 1:
-            raise ValueError("level must lie between 0 and 1")
+        if not (isinstance(level, (int, float)) and 0 < level < 1):
+            raise InvalidValue("level", level, "the intervals' coverage must lie in (0, 1)")
+        for field_name, value in (("n_samples", n_samples), ("score_window", score_window),
+                                  ("costly_every", costly_every), ("max_pending", max_pending)):
+            if not isinstance(value, int) or value < (1 if field_name == "n_samples" else 0):
+                raise InvalidValue(field_name, value, "must be a non-negative integer")
         self.name = name
         self.store: Store = (
             SQLiteStore(":memory:")
@@ -137,10 +141,15 @@ class Twin:
         self.n_samples = n_samples
         self.hedge = Hedge()
         self.calibrator = Calibrator()
+        self.scorer = Scorer(self.hedge, self.calibrator)
+        self.score_window = score_window
+        self.costly_every = costly_every
+        self.max_pending = max_pending
         self.schema = Schema()
-        self.scores_: list[Score] = []
         self._last: dict[str, Observation] = {}
-        self._pending: dict[str, _Pending] = {}
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._notes: list[Note] = []
+        self._since_costly = 0
         self.tuner: Tuner | None = None
         self._rng = np.random.default_rng(seed)
         self._lock = threading.RLock()
@@ -150,12 +159,33 @@ class Twin:
                 self.add_variable(var)
 
     # --- model -----------------------------------------------------------------------
+    @property
+    def scores_(self) -> list[Score]:
+        """Scored predictions, oldest first (every transition is scored: see scoring)."""
+        return self.scorer.scores
+
+    @property
+    def unscored_(self) -> Counter[str]:
+        """Transitions that could not be scored, by reason (reported, never hidden)."""
+        return self.scorer.unscored
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(score)`` for every scored prediction, before its residual
+        reaches the calibrator (so a p-value against the calibrator is out-of-sample)."""
+        self.scorer.listeners.append(listener)
+
     def _reload(self) -> None:
-        """Rebuild schema, transitions and last observations from the store."""
+        """Rebuild schema, transitions and last observations from the store, scoring the
+        last ``score_window`` transitions as they are linked."""
         for change in self.store.schema_changes(self.name):
             self.schema.apply(change)
-        for obs in self.store.observations(self.name):
-            self._link(obs)
+        self._notes = self.store.notes(self.name)
+        self._link_many(self.store.observations(self.name))
+
+    def _link_many(self, observations: Sequence[Observation]) -> None:
+        first_scored = len(observations) - self.score_window
+        for i, obs in enumerate(observations):
+            self._link(obs, score=i >= first_scored, costly=False)
 
     def _changed(self, change: SchemaChange) -> SchemaChange:
         self.store.append_schema_change(self.name, change)
@@ -184,12 +214,15 @@ class Twin:
         if len(text) > 2000:
             raise SchemaError("a knowledge note must be at most 2000 characters")
         note = Note(time.time() if at is None else at, text.strip())
-        self.store.append_note(self.name, note)
+        with self._lock:
+            self.store.append_note(self.name, note)
+            self._notes.append(note)
         return note
 
     @property
     def notes(self) -> list[Note]:
-        return self.store.notes(self.name)
+        """The knowledge notes, oldest first (kept in memory; the store has them too)."""
+        return list(self._notes)
 
     # --- mirror ----------------------------------------------------------------------
     def observe(
@@ -207,6 +240,7 @@ class Twin:
         """
         with self._lock:
             strict = self.strict if strict is None else strict
+            episode = _episode(episode)
             clean = self.schema.validate(values, strict=strict)
             if not clean:
                 raise SchemaError("an observation needs at least one value")
@@ -218,58 +252,85 @@ class Twin:
                 raise InvalidValue("t", t, f"not after the episode's last time {last.t}")
             for name in self.schema.unknown(clean):
                 self.add_variable(Variable(name, "state", description="added from data"))
-            obs = Observation(str(episode), t, clean)
+            obs = Observation(episode, t, clean)
             self.store.append(self.name, [obs], self.schema.version)
             self._link(obs)
             return obs
 
     def observe_many(self, observations: Sequence[Observation]) -> int:
-        """Record many observations in one transaction (strict validation)."""
+        """Record many observations in one transaction, all or none (strict validation).
+
+        Each episode's times must rise, within the batch and after what is stored; every
+        observation needs at least one value. The last ``score_window`` transitions are
+        scored prequentially (see ``Twin``)."""
         with self._lock:
-            clean = [
-                Observation(o.episode, o.t, self.schema.validate(o.values, strict=True))
-                for o in observations
-            ]
+            clean: list[Observation] = []
+            last_t = {ep: o.t for ep, o in self._last.items()}
+            for i, o in enumerate(observations):
+                if not isinstance(o, Observation):
+                    raise InvalidValue(f"observations[{i}]", o, "not an Observation")
+                values = self.schema.validate(o.values, strict=True)
+                if not values:
+                    raise SchemaError(f"observations[{i}] has no values")
+                episode = _episode(o.episode)
+                t = self.schema.check_value("t", o.t)
+                before = last_t.get(episode)
+                if before is not None and t <= before:
+                    raise InvalidValue(
+                        f"observations[{i}].t", t,
+                        f"not after episode {episode!r}'s last time {before}")
+                last_t[episode] = t
+                clean.append(Observation(episode, t, values))
             self.store.append(self.name, clean, self.schema.version)
-            for obs in clean:
-                self._link(obs)
+            self._link_many(clean)
             return len(clean)
 
-    def _link(self, obs: Observation) -> None:
-        """Turn the episode's previous observation and this one into a transition."""
+    def _link(self, obs: Observation, score: bool = True, costly: bool = True) -> None:
+        """Turn the episode's previous observation and this one into a transition, score
+        it from what came before it, then add it to what the twin retrieves from."""
         last = self._last.get(obs.episode)
         self._last[obs.episode] = obs
-        if last is None or obs.t <= last.t:
+        if last is None:
             return
         roles = self.schema.variables
         state = {k: v for k, v in last.values.items() if k in roles and roles[k].role != "action"}
         action = {k: v for k, v in last.values.items() if k in roles and roles[k].role == "action"}
         nxt = {k: v for k, v in obs.values.items() if k in roles and roles[k].role == "state"}
-        self.retriever.add(Transition(obs.episode, last.t, state, action, nxt))
+        transition = Transition(obs.episode, last.t, state, action, nxt)
+        pending = self._pending.pop(obs.episode, None)
+        if score:
+            self._score(transition, pending, costly)
+        self.retriever.add(transition)
         if self.tuner is not None:
             self.tuner.poke()
-        pending = self._pending.pop(obs.episode, None)
-        if pending is not None:
-            self._score(obs, pending)
 
-    def _score(self, obs: Observation, pending: _Pending) -> None:
-        actual = {t: obs.values[t] for t in pending.mean if t in obs.values}
-        self.hedge.update(actual, pending.state, pending.by_predictor)
-        for target, value in actual.items():
-            self.calibrator.add(target, value, pending.mean[target], pending.sigma[target])
-            self.scores_.append(
-                Score(
-                    obs.episode,
-                    obs.t,
-                    target,
-                    value,
-                    pending.mean[target],
-                    pending.lower.get(target),
-                    pending.upper.get(target),
-                    {n: f[target] for n, f in pending.by_predictor.items() if target in f},
-                    pending.weights,
-                )
-            )
+    def _score(self, transition: Transition, pending: _Pending | None, costly: bool) -> None:
+        """Score the transition prequentially: reuse a live prediction made from the same
+        state and action, else predict it now (costly predictors every n-th time)."""
+        state, action = transition.state, transition.action
+        if (
+            pending is not None
+            and pending.action == action
+            and all(state.get(k) == v for k, v in pending.state.items())
+        ):
+            self.scorer.record(transition, pending.prediction, "live")
+            return
+        targets = [t for t in self.schema.states if t in transition.next_state and t in state]
+        if not targets:
+            return
+        self._since_costly += 1
+        ask_costly = costly and self.costly_every > 0 and self._since_costly >= self.costly_every
+        chosen = [p for p in self.predictors if ask_costly or not getattr(p, "costly", False)]
+        if ask_costly:
+            self._since_costly = 0
+        query = Query(dict(state), dict(action), targets, self.schema, self._notes)
+        try:
+            forecasts, skipped, examples = self._ask(chosen, query)
+            prediction = self._combined(query, forecasts, skipped, examples)
+        except NotReady as exc:
+            self.scorer.unscored[f"NotReady: {exc}"[:120]] += 1
+            return
+        self.scorer.record(transition, prediction, "prequential")
 
     # --- intervene -------------------------------------------------------------------
     def _split(self, values: Mapping[str, object]) -> tuple[dict[str, float], dict[str, float]]:
@@ -295,18 +356,13 @@ class Twin:
         """
         with self._lock:
             query, forecasts, skipped, examples = self._forecasts(state, action, predictors)
-            s = query.state
-            prediction = self._combine(query, forecasts, skipped, examples)
+            prediction = self._combined(query, forecasts, skipped, examples)
             if episode is not None:
-                self._pending[str(episode)] = _Pending(
-                    dict(s),
-                    prediction.by_predictor,
-                    prediction.mean,
-                    prediction.provenance["sigma"],
-                    prediction.lower,
-                    prediction.upper,
-                    prediction.weights,
-                )
+                key = _episode(episode)
+                self._pending.pop(key, None)
+                self._pending[key] = _Pending(dict(query.state), dict(query.action), prediction)
+                while len(self._pending) > self.max_pending:
+                    self._pending.popitem(last=False)
             return prediction
 
     def forecast(
@@ -320,8 +376,11 @@ class Twin:
         with self._lock:
             query, forecasts, _, _ = self._forecasts(state, action, predictors)
             weights = self.hedge.weights(list(forecasts))
-            mean = sum(weights[n] * f.mean for n, f in forecasts.items())
-            return {t: float(v) for t, v in zip(query.targets, np.ravel(mean), strict=True)}
+            mean = np.zeros(len(query.targets))
+            for n, f in forecasts.items():
+                if weights[n] > 0:
+                    mean = mean + weights[n] * f.mean
+            return {t: float(v) for t, v in zip(query.targets, mean, strict=True)}
 
     def _forecasts(
         self,
@@ -343,10 +402,8 @@ class Twin:
                 else "the twin has no state variables"
             )
         chosen = self._chosen(predictors)
-        query = Query(s, a, targets, self.schema, self.notes)
-        wanted = max((p.k for p in chosen), default=0)
-        examples = self.retriever.search(s, a, self.schema, k=wanted) if wanted else []
-        forecasts, skipped = self._ask(chosen, query, examples)
+        query = Query(s, a, targets, self.schema, self._notes)
+        forecasts, skipped, examples = self._ask(chosen, query)
         return query, forecasts, skipped, examples
 
     def _chosen(self, names: Sequence[str] | None) -> list[Predictor]:
@@ -360,83 +417,44 @@ class Twin:
         return [known[n] for n in dict.fromkeys(names)]
 
     def _ask(
-        self, chosen: list[Predictor], query: Query, examples: list[Transition]
-    ) -> tuple[dict[str, Forecast], dict[str, str]]:
+        self, chosen: list[Predictor], query: Query
+    ) -> tuple[dict[str, Forecast], dict[str, str], list[Transition]]:
+        """Retrieve once for the predictor wanting most examples; ask each predictor."""
+        wanted = max((p.k for p in chosen), default=0)
+        examples = (
+            self.retriever.search(query.state, query.action, self.schema, k=wanted)
+            if wanted
+            else []
+        )
         forecasts: dict[str, Forecast] = {}
         skipped: dict[str, str] = {}
         for p in chosen:
             try:
                 # examples are nearest last: each predictor gets its k nearest
-                forecasts[p.name] = p.predict(
+                forecast = p.predict(
                     query, examples[max(0, len(examples) - p.k) :] if p.k else []
                 )
             except (NotReady, BackendError) as exc:
                 # reported in provenance: a clear fallback, never a silent guess
                 skipped[p.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            if not np.all(np.isfinite(forecast.samples)):
+                skipped[p.name] = "NotReady: a non-finite forecast (values near the float limit)"
+                continue
+            forecasts[p.name] = forecast
         if not forecasts:
             raise NotReady(f"no predictor could answer: {skipped}")
-        return forecasts, skipped
+        return forecasts, skipped, examples
 
-    def _combine(
+    def _combined(
         self,
         query: Query,
         forecasts: dict[str, Forecast],
         skipped: dict[str, str],
         examples: list[Transition],
     ) -> Prediction:
-        targets = query.targets
-        weights = self.hedge.weights(list(forecasts))
-        means = {n: f.mean for n, f in forecasts.items()}
-        mean = sum(weights[n] * means[n] for n in forecasts)
-        assert isinstance(mean, np.ndarray)
-        spread = np.sqrt(sum(weights[n] * (means[n] - mean) ** 2 for n in forecasts))
-        lower, upper, sigma = {}, {}, {}
-        samples = np.empty((self.n_samples, len(targets)))
-        calibrated = True
-        for j, t in enumerate(targets):
-            cur = query.state[t]
-            sigma[t] = difficulty(
-                float(spread[j]),
-                float(mean[j] - cur),
-                float(np.sqrt(self.hedge.scale(t))) + abs(cur),
-            )
-            interval = self.calibrator.interval(t, float(mean[j]), sigma[t], self.level)
-            if interval is None:
-                calibrated = False
-            else:
-                lower[t], upper[t] = interval
-        if calibrated:
-            # samples drawn from the calibrated residual distribution around the mean
-            for j, t in enumerate(targets):
-                half = (upper[t] - lower[t]) / 2
-                z = self._rng.standard_normal(self.n_samples) * half / 1.645
-                samples[:, j] = mean[j] + z
-        else:
-            names = list(forecasts)
-            picks = self._rng.choice(len(names), size=self.n_samples, p=[weights[n] for n in names])
-            for i, p in enumerate(picks):
-                s = forecasts[names[p]].samples
-                samples[i] = s[self._rng.integers(len(s))]
-        return Prediction(
-            variables=targets,
-            samples=samples,
-            mean={t: float(mean[j]) for j, t in enumerate(targets)},
-            lower=lower,
-            upper=upper,
-            level=self.level,
-            by_predictor={
-                n: {t: float(m[j]) for j, t in enumerate(targets)} for n, m in means.items()
-            },
-            weights=weights,
-            provenance={
-                "n_examples": len(examples),
-                "schema_version": self.schema.version,
-                "skipped": skipped,
-                "calibrated": calibrated,
-                "sigma": sigma,
-                "info": {n: f.info for n, f in forecasts.items() if f.info},
-            },
-        )
+        return combine(query, forecasts, self.hedge, self.calibrator, self.level,
+                       self.n_samples, self._rng, skipped, examples, self.schema.version)
 
     def simulate(
         self,
@@ -444,29 +462,20 @@ class Twin:
         plan: Sequence[Mapping[str, object]],
         n_paths: int = 1,
         horizon: int | None = None,
+        seed: int | np.random.Generator | None = None,
+        predictors: Sequence[str] | None = None,
     ) -> Simulation:
-        """Roll predictions forward along ``plan`` (one action mapping per step), drawing
-        one sample per step for each path. Costs ``horizon * n_paths`` predictions."""
-        horizon = len(plan) if horizon is None else horizon
-        if horizon < 1 or horizon > len(plan):
-            raise SchemaError(f"horizon must lie in 1..{len(plan)} (the plan's length)")
-        s0, _ = self._split(state)
-        variables = [n for n in self.schema.states if n in s0]
-        paths = np.empty((n_paths, horizon + 1, len(variables)))
-        for p in range(n_paths):
-            current = dict(s0)
-            paths[p, 0] = [current[v] for v in variables]
-            for step in range(horizon):
-                pred = self.predict(current, plan[step])
-                row = (
-                    pred.samples[self._rng.integers(len(pred.samples))]
-                    if p
-                    else np.array([pred.mean[v] for v in pred.variables])
-                )
-                current.update({v: float(x) for v, x in zip(pred.variables, row, strict=True)})
-                self._clip(current)
-                paths[p, step + 1] = [current[v] for v in variables]
-        return Simulation(variables, paths)
+        """Sample ``n_paths`` paths of the state along ``plan`` (one action mapping per
+        step), all at once (``lmtwin.intervene``): the numeric predictors answer every path
+        in one batch, combined with the Hedge weights; each step's noise is drawn from the
+        calibrated residuals. Every path is a sample (none is the mean path). ``seed``
+        fixes the noise (common random numbers across calls); None draws it from the
+        twin's generator. ``predictors`` may name the language model: one call per
+        path-step. Raises NotReady while the intervals are uncalibrated."""
+        from lmtwin.intervene import simulate
+
+        out = simulate(self, state, plan, n_paths, horizon, seed, predictors)
+        return Simulation(out.variables, out.paths)
 
     def _clip(self, values: dict[str, float]) -> None:
         for k, v in values.items():
@@ -478,32 +487,18 @@ class Twin:
 
     # --- encoder ---------------------------------------------------------------------
     def tune(
-        self,
-        steps: int = 1000,
-        progress: bool = True,
-        on_step: Callable[[int, float], None] | None = None,
+        self, steps: int = 1000, on_step: Callable[[int, float], None] | None = None
     ) -> list[float]:
         """Fine-tune the retrieval encoder (only it) on the stored transitions, now.
 
         Replaces the raw encoder by the CALM-DT set encoder on first call; predictors are
         never retrained. The twin keeps serving while it trains. Returns the contrastive
-        loss per step. ``start_tuner`` does this in the background as data arrives.
+        loss per step; ``on_step(step, loss)`` follows it (the CLI draws a progress bar
+        with it). ``start_tuner`` does this in the background as data arrives.
         """
         from lmtwin.tuner import tune_twin
 
-        if not progress:
-            return tune_twin(self, steps, on_step)[1]
-        from rich.progress import Progress
-
-        with Progress() as bar:
-            task = bar.add_task("tuning the retrieval encoder", total=steps)
-
-            def tick(step: int, loss: float) -> None:
-                bar.update(task, advance=1, description=f"tuning encoder, loss {loss:.3f}")
-                if on_step:
-                    on_step(step, loss)
-
-            return tune_twin(self, steps, tick)[1]
+        return tune_twin(self, steps, on_step)[1]
 
     def start_tuner(self, every: int = 500, steps: int = 1000,
                     min_transitions: int = 100) -> Tuner:
@@ -544,6 +539,61 @@ class Twin:
         if self._own_backend is not None:
             self._own_backend.close()
 
+    # --- intervene (lmtwin.intervene) ---
+    def _now(self, state: Mapping[str, object] | None, episode: str) -> Mapping[str, object]:
+        """``state``, or the episode's latest state and context values."""
+        if state is not None:
+            return state
+        roles = self.schema.variables
+        return {k: v for k, v in self.state(episode).items()
+                if k in roles and roles[k].role != "action"}
+
+    def compare(self, state: Mapping[str, object] | None, plans: Any, horizon: int,
+                n_paths: int = 200, objective: Any = None, seed: int | None = 0,
+                episode: str = "default", **options: Any) -> Any:
+        """What-if: simulate each plan (a mapping name -> plan, or a list) from ``state``
+        on the same noise; each plan's trajectory and ``objective`` distribution, and
+        for each pair the probability one beats the other on the same paths. See
+        ``lmtwin.intervene.compare``."""
+        from lmtwin.intervene import compare
+
+        if objective is None:
+            raise SchemaError("compare needs an objective (lmtwin.intervene.Objective)")
+        return compare(self, self._now(state, episode), plans, horizon, n_paths, objective,
+                       seed=seed, **options)
+
+    def optimise(self, state: Mapping[str, object] | None, objective: Any, horizon: int,
+                 constraints: Any = None, episode: str = "default", **options: Any) -> Any:
+        """The action plan minimising the expected ``objective`` over ``horizon`` steps,
+        within the schema's bounds and ``constraints`` (CMA-ES on batched rollouts); an
+        ``OptimalPlan`` with the expected objective and its interval. See
+        ``lmtwin.intervene.optimise``."""
+        from lmtwin.intervene import optimise
+
+        return optimise(self, self._now(state, episode), objective, horizon, constraints,
+                        **options)[0]
+
+    def mpc(self, objective: Any, horizon: int, constraints: Any = None,
+            replan_every: int = 1, **options: Any) -> Any:
+        """A receding-horizon controller: ``controller.act(state)`` re-plans on this twin
+        as each observation arrives and returns the action to apply now."""
+        from lmtwin.intervene import MPC
+
+        return MPC(self, objective, horizon, constraints, replan_every, **options)
+
+    def time_to(self, variable: str, threshold: float, plan: Sequence[Mapping[str, object]],
+                horizon: int, state: Mapping[str, object] | None = None,
+                n_paths: int = 500, seed: int | None = 0, episode: str = "default",
+                **options: Any) -> Any:
+        """When ``variable`` first crosses ``threshold`` along ``plan``: per-path times,
+        median, interval and probability of crossing within ``horizon``. See
+        ``lmtwin.intervene.time_to``."""
+        from lmtwin.intervene import time_to
+
+        return time_to(self, variable, threshold, plan, horizon, self._now(state, episode),
+                       n_paths, seed, **options)
+
+
     # --- cooperate (lmtwin.cooperate) ---
     def env(self, objective: Any, horizon: int = 30, **options: Any) -> Any:
         """A Gymnasium environment whose dynamics are this twin's rollouts (fast numeric
@@ -561,3 +611,13 @@ class Twin:
         from lmtwin.cooperate import TwinParallelEnv, twin_game
 
         return TwinParallelEnv(twin_game(self, objective, agents, horizon, **options))
+
+
+def _episode(episode: object) -> str:
+    """Episodes are named by text: 1 and "1" are the same episode."""
+    if isinstance(episode, bool) or not isinstance(episode, (str, int)):
+        raise InvalidValue("episode", episode, "an episode is named by a string or an integer")
+    name = str(episode)
+    if not name or len(name) > 200:
+        raise InvalidValue("episode", episode, "an episode name has 1 to 200 characters")
+    return name

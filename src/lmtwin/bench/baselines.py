@@ -83,6 +83,8 @@ class Fitted:
         if missing:
             raise NotReady(f"{self.name} needs the current value of {missing}")
         delta = self._delta(self._row(query)[None, :])[0]
+        if not np.all(np.isfinite(delta)):
+            raise NotReady(f"{self.name}'s fitted model gave a non-finite change")
         out = [query.state[t] + (float(delta[self.states_.index(t)]) if t in self.states_ else 0.0)
                for t in query.targets]
         return Forecast(np.array([out]))
@@ -164,8 +166,9 @@ class SINDy(Fitted):
     def _delta(self, X: np.ndarray) -> np.ndarray:
         n = len(self.states_)
         u = X[:, n:] if X.shape[1] > n else None
-        out = np.asarray(self.model_.predict(X[:, :n], u=u))
-        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+        # a non-finite change is refused by ``predict`` (NotReady), so the harness counts
+        # it as a failure instead of scoring a made-up zero
+        return np.asarray(self.model_.predict(X[:, :n], u=u))
 
 
 class DyNODE(Fitted):

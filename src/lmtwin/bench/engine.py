@@ -22,32 +22,42 @@ from rich.progress import Progress
 from lmtwin.assimilation import Assimilator, Noise
 from lmtwin.demo import demo_twin, run_demo, summarise
 from lmtwin.llm.base import LLMBackend
-from lmtwin.predictors import LLMPredictor, LocalRidge, NearestNeighbours, Persistence, Query
+from lmtwin.predictors import (
+    LLMPredictor,
+    LocalRidge,
+    NearestNeighbours,
+    Persistence,
+    Predictor,
+    Query,
+)
 from lmtwin.retrieval import Retriever
 from lmtwin.schema import Schema
 from lmtwin.systems.cancer import CANCER_VARIABLES, simulate_patients
 from lmtwin.systems.tank import TANK_VARIABLES, simulate_tank
 from lmtwin.twin import Twin
+from lmtwin.types import Observation
 
 
 def bench_observe(n: int = 5000, repeats: int = 3) -> dict[str, Any]:
-    """Observations per second into SQLite through ``Twin.observe`` (one commit each),
-    against raw sqlite3 inserting the same rows with one commit each."""
-    rates, raw_rates = [], []
+    """Observations per second into SQLite through ``Twin.observe`` (one commit each;
+    persistence only, and with the numeric learner, which scores each transition
+    prequentially), against raw sqlite3 inserting the same rows with one commit each."""
+    rates: list[float] = []
+    scored_rates: list[float] = []
+    raw_rates: list[float] = []
     rows = [{"v": 100.0 + i, "c": 1.0, "ca": 5.0} for i in range(n)]
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            twin = Twin(
-                "b",
-                variables=CANCER_VARIABLES[:3],
-                store=Path(tmp) / "t.db",
-                predictors=[Persistence()],
-            )
-            start = time.perf_counter()
-            for i, row in enumerate(rows):
-                twin.observe(row, episode="e", t=float(i))
-            rates.append(n / (time.perf_counter() - start))
-            twin.close()
+            pools: list[tuple[list[Predictor], list[float]]] = [
+                ([Persistence()], rates), ([Persistence(), LocalRidge()], scored_rates)]
+            for predictors, into in pools:
+                twin = Twin("b", variables=CANCER_VARIABLES[:3],
+                            store=Path(tmp) / f"t{len(predictors)}.db", predictors=predictors)
+                start = time.perf_counter()
+                for i, row in enumerate(rows):
+                    twin.observe(row, episode="e", t=float(i))
+                into.append(n / (time.perf_counter() - start))
+                twin.close()
             db = sqlite3.connect(Path(tmp) / "raw.db", isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -64,6 +74,7 @@ def bench_observe(n: int = 5000, repeats: int = 3) -> dict[str, Any]:
             db.close()
     return {
         "observations_per_second_median": statistics.median(rates),
+        "scored_observations_per_second_median": statistics.median(scored_rates),
         "raw_sqlite_per_second_median": statistics.median(raw_rates),
         "ratio_to_raw_sqlite": statistics.median(rates) / statistics.median(raw_rates),
         "n": n,
@@ -162,6 +173,53 @@ def bench_stream(backend: LLMBackend | None, patients: int, steps: int = 60) -> 
     return s
 
 
+def bench_history(train: int = 200, test: int = 10, steps: int = 60,
+                  seed: int = 0) -> dict[str, Any]:
+    """A twin loaded with history as a new user loads it (``observe_many``, then a
+    reopened store) and then asked ``predict(state, action)`` without an episode, on new
+    patients, with nothing scored live: the combination's one-step MSE against each
+    predictor's, and the coverage of the 90% intervals from the first prediction on."""
+    train_rows = [
+        Observation(f"p{i}", float(t), row)
+        for i, patient in enumerate(simulate_patients(train, seed=seed, steps=steps))
+        for t, row in enumerate(patient.rows())
+    ]
+    out: dict[str, Any] = {"train_patients": train, "observations": len(train_rows),
+                           "test_patients": test, "seed": seed}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "h.db"
+        twin = Twin("h", CANCER_VARIABLES, store=path, predictors=[Persistence(), LocalRidge()])
+        start = time.perf_counter()
+        twin.observe_many(train_rows)
+        out["observe_many_seconds"] = time.perf_counter() - start
+        twin.close()
+        start = time.perf_counter()
+        twin = Twin("h", store=path, predictors=[Persistence(), LocalRidge()])
+        out["reopen_seconds"] = time.perf_counter() - start
+        errs: dict[str, list[float]] = {}
+        inside: list[bool] = []
+        for patient in simulate_patients(test, seed=seed + 1000, steps=steps):
+            rows = patient.rows()
+            for now, nxt in itertools.pairwise(rows):
+                p = twin.predict({k: now[k] for k in ("v", "c")},
+                                 {k: now[k] for k in ("ca", "ra")})
+                for t in p.variables:
+                    errs.setdefault("combined", []).append((p.mean[t] - nxt[t]) ** 2)
+                    for name, f in p.by_predictor.items():
+                        errs.setdefault(name, []).append((f[t] - nxt[t]) ** 2)
+                    inside.append(bool(p.upper) and p.lower[t] <= nxt[t] <= p.upper[t])
+        twin.close()
+    mse = {k: float(np.mean(v)) for k, v in errs.items()}
+    best = min((k for k in mse if k != "combined"), key=mse.__getitem__)
+    first = inside[: 2 * 20]
+    out.update({
+        "mse": mse, "best_single": best, "combined_over_best": mse["combined"] / mse[best],
+        "coverage": float(np.mean(inside)), "coverage_first_20_predictions": float(np.mean(first)),
+        "n_intervals": len(inside),
+    })
+    return out
+
+
 def _assimilate(readings: np.ndarray, valves: np.ndarray, predictors: list[Any],
                 using: list[str] | None, sensor: float) -> tuple[np.ndarray, float]:
     twin = Twin("tank", TANK_VARIABLES, predictors=predictors)
@@ -220,7 +278,7 @@ def bench_assimilation(backend: LLMBackend, seeds: int = 5, steps: int = 200,
     return out
 
 
-STEPS = ("observe", "llm", "stream", "retrieval", "assimilation")
+STEPS = ("observe", "llm", "stream", "retrieval", "assimilation", "history")
 
 
 def run(backend: LLMBackend, quick: bool = False, out: Path | None = None,
@@ -240,6 +298,7 @@ def run(backend: LLMBackend, quick: bool = False, out: Path | None = None,
         ("assimilation", lambda: bench_assimilation(
             backend, 3 if quick else 5, llm_steps=30 if quick else 60,
             plot=None if out is None else out / "assimilation.png")),
+        ("history", lambda: bench_history(100 if quick else 200, 5 if quick else 10)),
     ]
     results: dict[str, Any] = {}
     if only:
@@ -271,7 +330,7 @@ def run(backend: LLMBackend, quick: bool = False, out: Path | None = None,
 
 def report(r: dict[str, Any]) -> str:
     """engine.md: a table of the targets measured, then the details of each step."""
-    o, llm, s, ret, a = (r.get(k) for k in STEPS)
+    o, llm, s, ret, a, h = (r.get(k) for k in STEPS)
     mode = "quick" if r["quick"] else "full"
     rows = []
     if o:
@@ -279,6 +338,18 @@ def report(r: dict[str, Any]) -> str:
             f"| observe into SQLite (1 commit each) | {o['observations_per_second_median']:.0f}/s "
             f"({o['ratio_to_raw_sqlite']:.2f}x raw sqlite3 at "
             f"{o['raw_sqlite_per_second_median']:.0f}/s) | >= 2000/s |")
+        if "scored_observations_per_second_median" in o:
+            rows.append(
+                "| observe, each transition scored by the numeric learner | "
+                f"{o['scored_observations_per_second_median']:.0f}/s | (the cost of scoring) |")
+    if h:
+        rows += [
+            f"| history-trained combination / best single ({h['best_single']}), "
+            f"{h['train_patients']} patients loaded, {h['test_patients']} new | "
+            f"{h['combined_over_best']:.3f} | <= 1.05 |",
+            f"| history-trained 90% coverage: all / first 20 predictions | "
+            f"{h['coverage']:.1%} / {h['coverage_first_20_predictions']:.1%} "
+            f"over {h['n_intervals']} | 85-95% |"]
     if llm:
         rows += [
             f"| LM prompt tokens, 3 variables, {llm['k']} examples | median "
@@ -342,6 +413,17 @@ def report(r: dict[str, Any]) -> str:
             "|---|" + "---|" * len(names),
             *[f"| {n} | " + " | ".join(f"{v:.4g}" for v in m.values()) + " |"
               for n, m in s["mse"].items()],
+            "",
+        ]
+    if h:
+        lines += [
+            f"History (step `history`): {h['observations']} observations of "
+            f"{h['train_patients']} cancer patients through `observe_many` "
+            f"({h['observe_many_seconds']:.1f} s, scoring the last 1,000 transitions "
+            f"prequentially), the store reopened ({h['reopen_seconds']:.1f} s), then "
+            f"`predict(state, action)` on {h['test_patients']} new patients with nothing "
+            "scored live. One-step MSE: "
+            + ", ".join(f"{k} {v:.4g}" for k, v in h["mse"].items()) + ".",
             "",
         ]
     if a:

@@ -147,6 +147,7 @@ class Record:
     predictions: int = 0
     tokens: int = 0
     failures: int = 0
+    rollout_failures: int = 0  # rollout steps that kept the state (no usable forecast)
 
 
 def stream(method: Method, task: Task, trajs: Sequence[Trajectory], prefix: str,
@@ -191,9 +192,11 @@ def stream(method: Method, task: Task, trajs: Sequence[Trajectory], prefix: str,
 
 
 def rollout(predictor: Predictor, task: Task, traj: Trajectory,
-            examples: Any = None) -> np.ndarray:
+            examples: Any = None, record: Record | None = None) -> np.ndarray:
     """Free-running prediction from x[0] along the trajectory's actions. ``examples``
-    (a function of the query) supplies retrieved examples to in-context predictors."""
+    (a function of the query) supplies retrieved examples to in-context predictors. A step
+    with no usable forecast (the predictor not ready, its backend failing, or a
+    non-finite value) keeps the state and is counted in ``record.rollout_failures``."""
     reset = getattr(predictor, "reset", None)
     if reset is not None:
         reset()
@@ -208,9 +211,13 @@ def rollout(predictor: Predictor, task: Task, traj: Trajectory,
         try:
             nxt = predictor.predict(query, ex).mean
         except (NotReady, BackendError):
+            nxt = None
+        if nxt is None or not np.all(np.isfinite(nxt)):
             nxt = out[t]
-        # a free run may leave the physical range: keep it finite and non-negative
-        out[t + 1] = np.clip(np.nan_to_num(nxt, nan=0.0), 0.0, 1e12)
+            if record is not None:
+                record.rollout_failures += 1
+        # a free run may leave the physical range: keep it within it
+        out[t + 1] = np.clip(nxt, 0.0, 1e12)
     return out
 
 
@@ -226,6 +233,7 @@ def metrics(rec: Record, variance: np.ndarray, scale: float = 1.0) -> dict[str, 
         "tokens_per_prediction": rec.tokens / max(rec.predictions, 1),
         "predictions": rec.predictions,
         "failures": rec.failures,
+        "rollout_failures": rec.rollout_failures,
     }
     lower, upper = np.concatenate(rec.lower), np.concatenate(rec.upper)
     have = ~np.isnan(lower)

@@ -58,6 +58,8 @@ def task_table(r: dict[str, Any]) -> list[str]:
         row = r["methods"][m]
         fit = row.get("fit_seconds", row.get("run_seconds"))
         fails = f" ({row['failures']} fallbacks)" if row.get("failures") else ""
+        if row.get("rollout_failures"):
+            fails += f" ({row['rollout_failures']} rollout steps without a forecast)"
         lines.append(
             f"| {m}{fails} | {_ci(row.get('mse'))} | {_ci(row.get('nmse'))} | "
             f"{_ci(row.get('rollout_mse'))} | "

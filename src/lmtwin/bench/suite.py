@@ -115,7 +115,7 @@ def build_twin(task: Task, backend: LLMBackend | None, cfg: Config, seed: int,
         from lmtwin.retrieval.set_encoder import SetEncoder
 
         twin.retriever.encoder = SetEncoder(seed=seed)
-        twin.tune(steps=cfg.tune_steps, progress=False)
+        twin.tune(steps=cfg.tune_steps)
     return twin
 
 
@@ -140,7 +140,8 @@ def run_twin(task: Task, test: list[Any], backend: LLMBackend | None, cfg: Confi
                 continue
             p = method.rollout_predictor(name)
             if p is not None:
-                records[out].rollout.append(rollout(p, task, traj, _searcher(twin, p.k)))
+                records[out].rollout.append(
+                    rollout(p, task, traj, _searcher(twin, p.k), records[out]))
         stream(method, task, [traj], f"test{i}-", records)
     weights = twin.hedge.weights([p.name for p in twin.predictors])
     twin.store.close()  # not twin.close(): that closes the shared language model too
@@ -203,7 +204,7 @@ def run_task(name: str, cfg: Config, backend: LLMBackend | None,
                     fit(train)
                     fit_seconds.setdefault(b, []).append(getattr(p, "fit_seconds_", 0.0))
                 rec = stream(PredictorMethod(p, task), task, test, "test")[p.name]
-                rec.rollout = [rollout(p, task, traj) for traj in test]
+                rec.rollout = [rollout(p, task, traj, record=rec) for traj in test]
             except LmtwinError as exc:
                 errors[b] = f"{type(exc).__name__}: {exc}"
                 continue
@@ -252,6 +253,7 @@ def summarise(name: str, task: Task, per_seed: dict[str, list[dict[str, Any]]],
             if vals:
                 row[key] = mean_ci(vals)
         row["failures"] = sum(r["failures"] for r in runs)
+        row["rollout_failures"] = sum(r.get("rollout_failures", 0) for r in runs)
         row["predictions"] = sum(r["predictions"] for r in runs)
         base = m.split("[")[0]
         if base in fit_seconds:

@@ -96,9 +96,12 @@ class LlamaCppBackend:
         kwargs: dict[str, Any] = {}
         if grammar is not None:
             if grammar not in self._grammars:
-                self._grammars[grammar] = self._llama_cpp.LlamaGrammar.from_string(
-                    grammar, verbose=False
-                )
+                try:
+                    self._grammars[grammar] = self._llama_cpp.LlamaGrammar.from_string(
+                        grammar, verbose=False
+                    )
+                except (ValueError, RuntimeError) as exc:
+                    raise BackendError(f"{self.name} cannot compile the grammar: {exc}") from exc
             kwargs["grammar"] = self._grammars[grammar]
         if seed is not None:
             kwargs["seed"] = seed

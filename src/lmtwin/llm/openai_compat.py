@@ -19,6 +19,9 @@ class OpenAICompatBackend:
         model: the model name the server expects.
         supports_grammar: True for servers that accept a GBNF ``grammar`` field
             (llama.cpp's server); it is then sent in the request body.
+        repeat_penalty: sent in the request body only when given (llama.cpp's server and
+            vLLM accept it; its default 1.1 there changes numbers, so pass 1.0; strict
+            servers such as the OpenAI API reject unknown fields, so it is off by default).
     """
 
     def __init__(
@@ -29,6 +32,7 @@ class OpenAICompatBackend:
         timeout: float = 60.0,
         supports_grammar: bool = False,
         max_retries: int = 0,
+        repeat_penalty: float | None = None,
     ) -> None:
         try:
             import openai
@@ -39,6 +43,7 @@ class OpenAICompatBackend:
         self.model = model
         self.name = f"openai:{model}@{base_url}"
         self.supports_grammar = supports_grammar
+        self.repeat_penalty = repeat_penalty
         self._client = openai.OpenAI(
             base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
         )
@@ -53,7 +58,9 @@ class OpenAICompatBackend:
         grammar: str | None = None,
         seed: int | None = None,
     ) -> Completion:
-        extra: dict[str, Any] = {"repeat_penalty": 1.0}
+        extra: dict[str, Any] = {}
+        if self.repeat_penalty is not None:
+            extra["repeat_penalty"] = self.repeat_penalty
         if grammar is not None and self.supports_grammar:
             extra["grammar"] = grammar
         try:
@@ -64,7 +71,7 @@ class OpenAICompatBackend:
                 temperature=temperature,
                 stop=stop or None,
                 seed=seed,
-                extra_body=extra,
+                extra_body=extra or None,
             )
         except (self._openai.APIConnectionError, self._openai.APITimeoutError) as exc:
             raise BackendUnavailable(self.base_url, str(exc)) from exc

@@ -30,7 +30,9 @@ class Predictor(Protocol):
     Raise ``NotReady`` when it cannot answer (too few examples); ``ParseError`` or
     ``BackendError`` when its model fails. Subclasses set ``name`` and ``k``, the number
     of retrieved examples they want (0 for none): a language model's prompt budget allows
-    few, a local regression fits better on more.
+    few, a local regression fits better on more. A predictor whose calls are costly (a
+    language model) also sets ``costly = True``: the twin then scores it on a sample of
+    the stream only.
     """
 
     name: str

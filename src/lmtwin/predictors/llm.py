@@ -31,6 +31,7 @@ class LLMPredictor:
     """
 
     name = "llm"
+    costly = True  # about a second a call here: scored on a sample (see Twin)
 
     def __init__(
         self,

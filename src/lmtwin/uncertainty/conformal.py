@@ -8,6 +8,7 @@ gets a wider interval than a quiet one. Coverage is measured, not assumed: see
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import deque
 
@@ -17,7 +18,10 @@ from lmtwin.errors import DependencyNotInstalled
 
 
 def difficulty(spread: float, change: float, scale: float) -> float:
-    return spread + 0.5 * abs(change) + 1e-3 * scale + 1e-9
+    """How hard a prediction is: the predictors' spread plus half the predicted change,
+    floored by a thousandth of the variable's scale; finite whatever the inputs."""
+    value = spread + 0.5 * abs(change) + 1e-3 * scale + 1e-9
+    return value if math.isfinite(value) else 1e300
 
 
 class Calibrator:
@@ -32,14 +36,32 @@ class Calibrator:
         try:
             from crepes import ConformalRegressor
         except ImportError as exc:
-            raise DependencyNotInstalled("crepes", "core") from exc
+            raise DependencyNotInstalled("crepes", None) from exc
         self._cls = ConformalRegressor
         self.window = window
         self.min_residuals = min_residuals
         self._res: dict[str, deque[tuple[float, float]]] = {}
 
-    def add(self, target: str, actual: float, predicted: float, sigma: float) -> None:
-        self._res.setdefault(target, deque(maxlen=self.window)).append((actual - predicted, sigma))
+    def add(self, target: str, actual: float, predicted: float, sigma: float) -> bool:
+        """Keep one residual; a non-finite one (values near the float limit) is not kept
+        and the call returns False."""
+        residual = actual - predicted
+        if not (math.isfinite(residual) and math.isfinite(sigma) and sigma > 0):
+            return False
+        self._res.setdefault(target, deque(maxlen=self.window)).append((residual, sigma))
+        return True
+
+    def noise(self, target: str, sigmas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Draws of the error around a forecast, one per entry of ``sigmas``: normalised
+        residuals resampled from the window, times each draw's difficulty. Their quantiles
+        are the intervals' (at any level), unlike a normal guess. Zeros while the target
+        has no residuals."""
+        res = self._res.get(target)
+        sigmas = np.asarray(sigmas, dtype=float)
+        if not res:
+            return np.zeros_like(sigmas)
+        scaled = np.array([r / s for r, s in res])
+        return scaled[rng.integers(len(scaled), size=sigmas.shape)] * sigmas
 
     def n(self, target: str) -> int:
         return len(self._res.get(target, ()))
@@ -63,6 +85,49 @@ class Calibrator:
         if not (np.isfinite(lo) and np.isfinite(hi)):
             return None  # too few residuals for this level: uncalibrated, not infinite
         return float(lo), float(hi)
+
+    def residual_quantiles(self, target: str, u: np.ndarray) -> np.ndarray | None:
+        """The recent normalised residuals (residual / sigma) of ``target`` at
+        probabilities ``u``: the inverse of their empirical distribution. Noise for a
+        prediction with difficulty ``sigma`` is ``sigma * residual_quantiles(t, u)``;
+        feeding the same uniforms ``u`` to two plans gives them common random numbers.
+        None while uncalibrated (fewer than ``min_residuals``)."""
+        res = self._res.get(target)
+        if res is None or len(res) < self.min_residuals:
+            return None
+        z = np.sort(np.array([r / s for r, s in res]))
+        return np.asarray(np.quantile(z, u))
+
+    def pvalue(
+        self,
+        target: str,
+        actual: float,
+        predicted: float,
+        sigma: float,
+        smoothing: bool = False,
+        seed: int | None = None,
+    ) -> float | None:
+        """The conformal p-value of ``actual`` against the target's normalised residuals
+        (crepes ``predict_p``), or None before the first residual.
+
+        Not smoothed, ``P(p <= a) <= a`` for exchangeable residuals but ``p`` is never
+        below ``1 / (n + 1)``; smoothed (a tie-breaking draw seeded by ``seed``), ``p`` is
+        exactly uniform, as a conformal test martingale needs.
+        """
+        res = self._res.get(target)
+        if not res:
+            return None
+        r = np.array([x for x, _ in res])
+        s = np.array([x for _, x in res])
+        cr = self._cls().fit(residuals=r, sigmas=s)
+        p = cr.predict_p(
+            np.array([predicted]),
+            np.array([actual]),
+            sigmas=np.array([sigma]),
+            smoothing=smoothing,
+            seed=seed,
+        )
+        return float(p[0])
 
 
 def coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
