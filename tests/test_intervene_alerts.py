@@ -1,0 +1,176 @@
+"""Anomaly and drift alerts: conformal p-values, the drift martingale, the append-only
+alert log and its acknowledgements."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from crepes.martingales import SimpleJumper, StepBettingFunction
+
+from lmtwin.intervene.alerts import (
+    AlertAcknowledged,
+    AlertNotFound,
+    DriftDetector,
+    Monitor,
+    acknowledge,
+    alerts,
+)
+from lmtwin.store import MemoryStore, SQLiteStore
+from lmtwin.uncertainty import Calibrator
+
+
+def test_online_jumper_is_crepes_simple_jumper():
+    ps = np.random.default_rng(1).uniform(size=400)
+    detector = DriftDetector(threshold=1e300, jump=0.05)
+    logs = []
+    for p in ps:
+        detector.update(float(p))
+        logs.append(detector.log_value_)
+    expected = SimpleJumper(J=0.05, bf=StepBettingFunction()).apply(ps)
+    np.testing.assert_allclose(logs, np.log(expected), atol=1e-9)
+
+
+def test_drift_detector_false_alarms_bounded_and_fast_on_small_p_values():
+    rng = np.random.default_rng(2)
+    detector = DriftDetector(threshold=100.0)
+    alarms = sum(detector.update(float(p)) for p in rng.uniform(size=5000))
+    # mean time to a false alarm is at least the threshold: far fewer than 5000 / 100
+    assert alarms <= 50
+    delays = []
+    for _ in range(5):
+        detector.reset()
+        for p in rng.uniform(size=300):
+            detector.update(float(p))
+        steps = 1
+        while not detector.update(float(rng.uniform(0, 0.01))):
+            steps += 1
+        delays.append(steps)
+        assert detector.alarm_ >= 100.0 and detector.cusum_ == 1.0  # reset after alarm
+    assert max(delays) <= 10, delays
+
+
+def test_pvalue_counts_larger_residuals():
+    cal = Calibrator(window=100)
+    assert cal.pvalue("x", 1.0, 0.0, 1.0) is None  # no residuals yet
+    for r in range(1, 100):
+        cal.add("x", float(r), 0.0, 1.0)  # normalised residuals 1..99
+    # |50.5| is beaten by 50..99 -> 49 of them, plus itself: 50 / 100
+    assert cal.pvalue("x", 50.5, 0.0, 1.0) == pytest.approx(50 / 100)
+    assert cal.pvalue("x", 1000.0, 0.0, 1.0) == pytest.approx(1 / 100)
+    # normalised: a residual of 101 with difficulty 2 scores 50.5 as well
+    assert cal.pvalue("x", 101.0, 0.0, 2.0) == pytest.approx(0.5)
+    smooth = [cal.pvalue("x", 1000.0, 0.0, 1.0, smoothing=True, seed=s) for s in range(50)]
+    assert all(0 < p <= 0.01 for p in smooth) and len(set(smooth)) > 40
+
+
+def test_pvalues_are_uniform_on_exchangeable_residuals():
+    rng = np.random.default_rng(3)
+    cal = Calibrator(window=500)
+    ps = []
+    for i in range(3000):
+        r = float(rng.standard_t(3))
+        if i >= 500:
+            ps.append(cal.pvalue("x", r, 0.0, 1.0, smoothing=True, seed=i))
+        cal.add("x", r, 0.0, 1.0)
+    ps_arr = np.array(ps)
+    assert abs(ps_arr.mean() - 0.5) < 0.03
+    assert abs(np.mean(ps_arr <= 0.1) - 0.1) < 0.02
+
+
+def _warm(monitor: Monitor, n: int, variable: str = "x", seed: int = 4) -> None:
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        monitor.check(variable, float(rng.normal()), 0.0, 1.0, "e", float(i))
+
+
+def test_monitor_flags_a_spike_and_not_normal_readings():
+    monitor = Monitor(store=MemoryStore(), name="pump", alpha=0.01, window=300)
+    _warm(monitor, 300)
+    # ordinary readings are flagged at rate alpha at most (3 expected in 300)
+    ordinary = len(monitor.alerts())
+    assert ordinary <= 8
+    n_before = monitor.calibrator.n("x")
+    raised = monitor.check("x", 8.0, 0.0, 1.0, "e", 300.0)
+    assert [a.kind for a in raised] == ["anomaly"]
+    alert = raised[0]
+    assert alert.variable == "x" and alert.episode == "e" and alert.t == 300.0
+    assert alert.p_value <= 0.01 and alert.level == 0.01 and alert.acknowledged is None
+    # an anomalous residual does not join the calibration window
+    assert monitor.calibrator.n("x") == n_before
+    assert monitor.alerts()[ordinary:] == raised
+
+
+def test_monitor_raises_drift_on_a_sustained_shift_and_resets():
+    monitor = Monitor(store=MemoryStore(), name="pump", alpha=1e-6, threshold=1000.0)
+    _warm(monitor, 500)
+    rng = np.random.default_rng(5)
+    kinds: list[str] = []
+    steps = 0
+    while "drift" not in kinds:
+        steps += 1
+        kinds += [a.kind for a in monitor.check("x", 3.5 + rng.normal(0, 0.2), 0.0, 1.0)]
+        assert steps < 30
+    drift = next(a for a in monitor.alerts() if a.kind == "drift")
+    assert drift.martingale >= 1000.0 and drift.level == 1000.0
+    assert monitor.detectors["x"].cusum_ == 1.0  # started afresh
+    # each variable has its own martingale
+    assert "y" not in monitor.detectors
+
+
+def test_subscribers_receive_stored_alerts():
+    monitor = Monitor(store=MemoryStore(), name="pump", alpha=0.01, window=200)
+    seen = []
+    monitor.subscribe(seen.append)
+    _warm(monitor, 200)
+    assert seen == monitor.alerts()
+    seen.clear()
+    raised = monitor.check("x", -9.0, 0.0, 1.0)
+    assert seen == raised and seen[0].id > 0
+
+
+def test_alerts_persist_and_acknowledgements_are_appended(tmp_path):
+    path = tmp_path / "alerts.db"
+    store = SQLiteStore(path)
+    monitor = Monitor(store=store, name="pump", alpha=0.01, window=200)
+    _warm(monitor, 200)
+    ordinary = [a.id for a in monitor.alerts()]
+    first = monitor.check("x", 9.0, 0.0, 1.0, "e", 200.0)[0]
+    second = monitor.check("x", -9.0, 0.0, 1.0, "e", 201.0)[0]
+    acked = monitor.acknowledge(first.id, by="ops", note="valve checked")
+    assert acked.id == first.id and acked.acknowledged is not None
+    assert acked.acknowledged["by"] == "ops" and acked.acknowledged["note"] == "valve checked"
+    store.close()
+
+    reopened = SQLiteStore(path)
+    listed = alerts(reopened, "pump", after=max(ordinary, default=0))
+    assert [a.id for a in listed] == [first.id, second.id]
+    assert listed[0].acknowledged == acked.acknowledged and listed[1].acknowledged is None
+    assert listed[1].to_dict() == {**second.to_dict(), "acknowledged": None}
+    assert alerts(reopened, "pump", after=first.id) == [listed[1]]
+    assert len(alerts(reopened, "pump", limit=1)) == 1
+    assert len(alerts(reopened, "pump")) == len(ordinary) + 2
+    assert alerts(reopened, "other") == []
+
+    before = reopened.records("pump")
+    with pytest.raises(AlertAcknowledged):
+        acknowledge(reopened, "pump", first.id)
+    for unknown in (0, -3, second.id + 100):
+        with pytest.raises(AlertNotFound):
+            acknowledge(reopened, "pump", unknown)
+    with pytest.raises(AlertNotFound):  # another twin's alert id
+        acknowledge(reopened, "other", second.id)
+    assert reopened.records("pump") == before  # refusals change nothing
+    reopened.close()
+
+
+def test_unscorable_residuals_are_skipped_and_settings_checked():
+    monitor = Monitor(store=MemoryStore(), name="pump")
+    assert monitor.check("x", 1.0, 0.0, float("nan")) == []
+    assert monitor.check("x", float("inf"), 0.0, 1.0) == []
+    assert monitor.skipped_ == 2 and monitor.calibrator.n("x") == 0
+    with pytest.raises(ValueError):
+        Monitor(store=MemoryStore(), name="pump", alpha=0.0)
+    with pytest.raises(ValueError):
+        Monitor()
+    with pytest.raises(ValueError):
+        DriftDetector(threshold=1.0)
