@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from crepes.martingales import SimpleJumper, StepBettingFunction
 
+from lmtwin import LocalRidge, Persistence, Twin, Variable
 from lmtwin.intervene.alerts import (
+    Alert,
     AlertAcknowledged,
     AlertNotFound,
     DriftDetector,
@@ -174,3 +176,48 @@ def test_unscorable_residuals_are_skipped_and_settings_checked():
         Monitor()
     with pytest.raises(ValueError):
         DriftDetector(threshold=1.0)
+
+
+def test_monitor_watches_a_twin_end_to_end(tmp_path):
+    """Through ``twin.observe``: the twin scores each transition, the monitor judges it
+    before the twin's calibrator learns it; a spike is an anomaly, a change of the
+    dynamics a drift; the alerts are in the twin's SQLite file after reopening."""
+    path = tmp_path / "plant.db"
+    twin = Twin("plant", variables=[Variable("x"), Variable("u", "action")], store=path,
+                predictors=[Persistence(), LocalRidge()])
+    monitor = Monitor(twin, alpha=0.002, window=600, threshold=1000.0)
+    rng = np.random.default_rng(6)
+    x, t = 1.0, 0
+    gain = 1.0
+
+    def step(reading: float | None = None) -> list[Alert]:
+        nonlocal x, t
+        u = 1.0 if (t // 5) % 2 == 0 else 0.0
+        before = len(monitor.alerts())
+        twin.observe({"x": x + rng.normal(0, 0.05) if reading is None else reading, "u": u},
+                     episode="e", t=float(t))
+        x = 0.8 * x + gain * u
+        t += 1
+        return monitor.alerts()[before:]
+
+    for _ in range(650):
+        step()
+    false = len(monitor.alerts())
+    assert false <= 4  # 650 ordinary readings, at most alpha of them plus chance drifts
+    scored = len(twin.scores_)
+    spike = step(reading=x + 3.0)  # 60 times the sensor noise
+    assert len(twin.scores_) == scored + 1
+    assert [a.kind for a in spike] == ["anomaly"]
+    assert spike[0].variable == "x" and spike[0].episode == "e"
+    assert spike[0].actual == pytest.approx(twin.history(episode="e")[-1].values["x"])
+    for _ in range(20):
+        step()
+    gain = 1.6  # the valve now lets more in: the dynamics change
+    delays = [i for i in range(1, 40) if any(a.kind == "drift" for a in step())]
+    assert delays and delays[0] <= 15, delays
+    ids = [a.id for a in monitor.alerts()]
+    twin.close()
+
+    reopened = SQLiteStore(path)
+    assert [a.id for a in alerts(reopened, "plant")] == ids
+    reopened.close()
