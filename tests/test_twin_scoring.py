@@ -180,3 +180,11 @@ def test_a_live_prediction_is_scored_once(xy_twin):
     feed_linear(xy_twin, 40, episode="f", predict=True)
     live = [s for s in xy_twin.scores_ if s.source == "live"]
     assert len(live) == 39 and len(xy_twin.scores_) == 39
+
+
+def test_a_replaced_calibrator_is_the_one_that_learns(xy_twin):
+    from lmtwin.uncertainty import Calibrator
+
+    xy_twin.calibrator = Calibrator(min_residuals=4)
+    feed_linear(xy_twin, 10)
+    assert xy_twin.calibrator.n("x") == 9 and xy_twin.scorer.calibrator is xy_twin.calibrator

@@ -139,9 +139,7 @@ class Twin:
         self.strict = strict
         self.level = level
         self.n_samples = n_samples
-        self.hedge = Hedge()
-        self.calibrator = Calibrator()
-        self.scorer = Scorer(self.hedge, self.calibrator)
+        self.scorer = Scorer(Hedge(), Calibrator())
         self.score_window = score_window
         self.costly_every = costly_every
         self.max_pending = max_pending
@@ -159,6 +157,24 @@ class Twin:
                 self.add_variable(var)
 
     # --- model -----------------------------------------------------------------------
+    @property
+    def hedge(self) -> Hedge:
+        """The combination weights (learnt by the scorer)."""
+        return self.scorer.hedge
+
+    @hedge.setter
+    def hedge(self, hedge: Hedge) -> None:
+        self.scorer.hedge = hedge
+
+    @property
+    def calibrator(self) -> Calibrator:
+        """The conformal calibrator of the intervals (fed by the scorer)."""
+        return self.scorer.calibrator
+
+    @calibrator.setter
+    def calibrator(self, calibrator: Calibrator) -> None:
+        self.scorer.calibrator = calibrator
+
     @property
     def scores_(self) -> list[Score]:
         """Scored predictions, oldest first (every transition is scored: see scoring)."""
