@@ -1,10 +1,10 @@
 """Linked twins: one twin's state variable is another twin's context, so a disturbance
 in one system propagates to the others in a joint rollout (cascading failures).
 
-A link ``source -> target`` with delay ``d`` sets, for the target's step from ``t`` to
-``t + 1``, its context to the source's value at ``t + 1 - d``:
+A link ``source -> target`` with delay ``d`` and gain ``g`` sets, for the target's step
+from ``t`` to ``t + 1``, its context to the source's value at ``t + 1 - d``:
 
-    ctx_target(t) = x_source(t + 1 - d)
+    ctx_target(t) = g * x_source(t + 1 - d)
 
 With ``d = 0`` the target sees what the source reaches in the same step (the source
 steps first: same-step coupling, e.g. a plant's output this hour is a factory's supply
@@ -32,10 +32,11 @@ ActionPlan = Sequence[Mapping[str, float]] | Callable[[int, Mapping[str, float]]
 
 @dataclass(frozen=True)
 class Link:
-    """``target_twin.target_var`` (a context) follows ``source_twin.source_var`` (a state)
-    with ``delay`` steps.
+    """``target_twin.target_var`` (a context) follows ``gain`` times
+    ``source_twin.source_var`` (a state) with ``delay`` steps.
 
-    Example: ``Link("grid", "supply", "hospital", "power", delay=0)``.
+    Example: ``Link("grid", "supply", "hospital", "power", delay=0)``; a tank's level
+    driving the next tank's inflow through its outflow rate: ``gain=0.1``.
     """
 
     source_twin: str
@@ -43,6 +44,7 @@ class Link:
     target_twin: str
     target_var: str
     delay: int = 0
+    gain: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.delay, int) or self.delay < 0:
@@ -129,8 +131,9 @@ class LinkedTwins:
             horizon: steps.
             seed: the noise's seed (the same seed gives the same noise: compare a run
                 with a shock against one without on common random numbers).
-            shock: called as ``shock(t, name, state)`` before each system steps; it may
-                change ``state`` in place (a disturbance injected into one system).
+            shock: called as ``shock(t, name, state)`` for every system at the start of
+                step ``t``, before any system steps; it may change ``state`` (the
+                values at ``t``) in place: a disturbance injected into one system.
         """
         actions = actions or {}
         rng = np.random.default_rng(seed)
@@ -143,14 +146,15 @@ class LinkedTwins:
             history[n] = [dict(starts[n])]
         incoming = {n: [lk for lk in self.links if lk.target_twin == n] for n in self.systems}
         for t in range(horizon):
+            if shock is not None:
+                for n in self.systems:
+                    shock(t, n, history[n][t])
             for n in self.order:
                 state = dict(history[n][t])
                 for lk in incoming[n]:
                     src = history[lk.source_twin]
                     at = max(0, t + 1 - lk.delay)
-                    state[lk.target_var] = src[at][lk.source_var]
-                if shock is not None:
-                    shock(t, n, state)
+                    state[lk.target_var] = lk.gain * src[at][lk.source_var]
                 history[n][t] = dict(state)  # the contexts actually used at t
                 plan = actions.get(n)
                 act = {} if plan is None else (plan(t, state) if callable(plan) else plan[t])
