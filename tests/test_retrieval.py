@@ -83,3 +83,47 @@ def test_set_encoder_tunes_and_embeds_unseen_variable():
     d_near = np.std([t.delta("x") for t in near])
     d_all = np.std([t.delta("x") for t in data])
     assert d_near < d_all
+
+
+def test_faiss_absence_is_explicit(monkeypatch):
+    import sys
+
+    from lmtwin.errors import DependencyNotInstalled
+    from lmtwin.retrieval.index import FaissMissingWarning
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if not installed
+    with pytest.warns(FaissMissingWarning, match="lmtwin\\[faiss\\]"):
+        assert isinstance(make_index(10**6), ExactIndex)
+    with pytest.raises(DependencyNotInstalled):
+        make_index(10, kind="faiss")
+    assert isinstance(make_index(10**6, kind="exact"), ExactIndex)
+
+
+@pytest.mark.parametrize("kind", ["exact", "faiss"])
+def test_batch_search_matches_one_search_per_query(kind):
+    r = Retriever(RawEncoder(), k=8, index=kind)
+    for tr in transitions(300):
+        r.add(tr)
+    rng = np.random.default_rng(2)
+    xs, us = rng.normal(size=50), rng.choice([0.0, 1.0], 50)
+    ids = r.search_batch({"s:x": xs, "a:u": us}, 50, SCHEMA, 8)
+    assert ids.shape == (50, 8)
+    for i in range(50):
+        one = r.search({"x": xs[i]}, {"u": us[i]}, SCHEMA)
+        assert [r.transitions.index(t) for t in reversed(one)] == ids[i].tolist()
+
+
+def test_large_groups_move_to_faiss_hnsw_with_high_recall():
+    data = transitions(3000, seed=4)
+    exact = Retriever(RawEncoder(), index="exact")
+    approx = Retriever(RawEncoder(), index="auto", faiss_above=1000)
+    for tr in data:
+        exact.add(tr)
+        approx.add(tr)
+    rng = np.random.default_rng(5)
+    cols = {"s:x": rng.normal(size=200), "a:u": rng.choice([0.0, 1.0], 200)}
+    want = exact.search_batch(cols, 200, SCHEMA, 32)
+    got = approx.search_batch(cols, 200, SCHEMA, 32)
+    assert "FaissIndex" in next(iter(approx.indexes.values()))
+    recall = np.mean([len(set(a) & set(b)) / 32 for a, b in zip(want, got, strict=True)])
+    assert recall > 0.95

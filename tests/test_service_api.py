@@ -164,7 +164,9 @@ def test_predict_and_simulate_with_intervals(api):
         assert r.status_code == 200, r.text
         x, t = 0.9 * x + u, t + 1
     perf = api.get("/twins/plant/performance").json()
-    assert perf["scored"] == 24 and perf["n_intervals"] > 0  # the last one awaits its answer
+    # at least the 24 answered predictions (the last awaits its answer); the twin may
+    # also score the stored transitions prequentially
+    assert perf["scored"] >= 24 and perf["n_intervals"] > 0
     assert perf["mse"]["numeric"] < perf["mse"]["persistence"]
     assert set(perf["weights"]) == {"persistence", "numeric"}
     assert perf["weights"]["numeric"] > perf["weights"]["persistence"]

@@ -322,7 +322,7 @@ def bench_service(
 ) -> None:
     """The service's targets on 127.0.0.1: HTTP and MQTT ingest rate and ack latency,
     state read latency, and SIGKILL during ingest (every acknowledged observation kept)."""
-    from lmtwin.service import bench
+    from lmtwin.bench import service as bench
 
     results = bench.run(quick=quick, out=out, progress=console.print)
     console.print(bench.report(results))

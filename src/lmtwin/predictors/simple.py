@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from lmtwin.errors import NotReady
 from lmtwin.predictors.base import Forecast, Query
 from lmtwin.types import Transition
+
+
+@dataclass
+class Batch:
+    """Many queries over the same inputs and targets, each with its retrieved examples,
+    as arrays (a rollout's paths at one step).
+
+    ``inputs`` (n, F) are named by ``names`` (``features`` order, ``a:`` for actions);
+    ``current`` (n, T) the targets' current values; ``ex_inputs`` (n, k, F) and
+    ``ex_deltas`` (n, k, T) the retrieved examples' inputs and target changes, nearest
+    first, NaN where a value (or the example) is missing.
+    """
+
+    names: list[str]
+    targets: list[str]
+    inputs: np.ndarray
+    current: np.ndarray
+    ex_inputs: np.ndarray
+    ex_deltas: np.ndarray
+
+    def nearest(self, k: int) -> Batch:
+        """The same queries with only their ``k`` nearest examples."""
+        return Batch(self.names, self.targets, self.inputs, self.current,
+                     self.ex_inputs[:, :k], self.ex_deltas[:, :k])
+
+    def usable(self) -> np.ndarray:
+        """(n, k): examples with every input and every target's change."""
+        return (np.isfinite(self.ex_inputs).all(axis=2)
+                & np.isfinite(self.ex_deltas).all(axis=2))
+
+
+def _no_nan(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    return np.where(ok, x, 0.0)
 
 
 class Persistence:
@@ -22,6 +56,10 @@ class Persistence:
         if missing:
             raise NotReady(f"persistence needs the current value of {missing}")
         return Forecast(np.array([[query.state[t] for t in query.targets]]))
+
+    def predict_batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """Point forecasts (n, T) and which queries were answered (n,): all of them."""
+        return batch.current.copy(), np.ones(len(batch.current), dtype=bool)
 
 
 def features(query: Query) -> list[str]:
@@ -93,6 +131,39 @@ class LocalRidge:
         base = np.array([query.state.get(t, 0.0) for t in query.targets])
         return Forecast((base + delta)[None, :], {"n_examples": len(rows)})
 
+    def predict_batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """``predict`` for every query of ``batch`` at once (the same fit on the same
+        examples, solved as one stack of small systems). Returns point forecasts (n, T)
+        and which queries had at least ``min_examples`` usable examples (n,)."""
+        b = batch.nearest(self.k)
+        use = b.usable()
+        count = use.sum(axis=1)
+        ok = count >= self.min_examples
+        m = use.astype(float)[:, :, None]
+        X = _no_nan(b.ex_inputs, use[:, :, None])
+        Y = _no_nan(b.ex_deltas, use[:, :, None])
+        c = np.maximum(count, 1)[:, None]
+        mu = (X * m).sum(axis=1) / c
+        sd = np.sqrt((((X - mu[:, None]) ** 2) * m).sum(axis=1) / c)
+        sd[sd == 0] = 1.0
+        Z = (X - mu[:, None]) / sd[:, None]
+        zq = (b.inputs - mu) / sd
+        dist = np.sqrt(((Z - zq[:, None]) ** 2).sum(axis=2))
+        h = np.nanmedian(np.where(use, dist, np.nan), axis=1, keepdims=True)
+        h = np.where(np.isfinite(h), h, 1.0) + 1e-9
+        w = (np.exp(-0.5 * (dist / h) ** 2) + 1e-6) * use
+        A = np.concatenate([np.ones((*Z.shape[:2], 1)), Z], axis=2)
+        W = A * w[:, :, None]
+        reg = self.alpha * np.eye(A.shape[2])
+        reg[0, 0] = 0.0
+        lhs = np.einsum("nki,nkj->nij", A, W) + reg
+        rhs = np.einsum("nki,nkt->nit", W, Y)
+        lhs[~ok] = np.eye(A.shape[2])  # unanswered queries: any solvable system
+        coef = np.linalg.solve(lhs, rhs)
+        aq = np.concatenate([np.ones((len(zq), 1)), zq], axis=1)
+        delta = np.einsum("ni,nit->nt", aq, coef)
+        return batch.current + np.where(ok[:, None], delta, 0.0), ok
+
 
 class NearestNeighbours:
     """Average change of the k nearest examples (in standardised input space)."""
@@ -121,3 +192,23 @@ class NearestNeighbours:
         near = np.argsort(dist)[: self.neighbours]
         base = np.array([query.state[t] for t in query.targets])
         return Forecast((base + Y[near].mean(axis=0))[None, :])
+
+    def predict_batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """``predict`` for every query of ``batch`` at once."""
+        b = batch.nearest(self.k)
+        use = b.usable()
+        count = use.sum(axis=1)
+        ok = count >= 1
+        m = use.astype(float)[:, :, None]
+        X = _no_nan(b.ex_inputs, use[:, :, None])
+        c = np.maximum(count, 1)[:, None]
+        mu = (X * m).sum(axis=1) / c
+        sd = np.sqrt((((X - mu[:, None]) ** 2) * m).sum(axis=1) / c)
+        sd[sd == 0] = 1.0
+        dist = (((X - b.inputs[:, None]) / sd[:, None]) ** 2).sum(axis=2)
+        dist = np.where(use, dist, np.inf)
+        near = np.argsort(dist, axis=1, kind="stable")[:, : self.neighbours]
+        taken = np.take_along_axis(use, near, axis=1)
+        Y = np.take_along_axis(_no_nan(b.ex_deltas, use[:, :, None]), near[:, :, None], axis=1)
+        mean = (Y * taken[:, :, None]).sum(axis=1) / np.maximum(taken.sum(axis=1), 1)[:, None]
+        return batch.current + mean, ok

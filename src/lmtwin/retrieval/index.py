@@ -1,12 +1,23 @@
-"""Vector indexes: exact numpy search by default, faiss for large stores."""
+"""Vector indexes: exact numpy search for small stores, faiss for large ones.
+
+Every index answers a batch of queries at once (``search_batch``): the nearest examples
+of every rollout path in one matrix product (numpy) or one faiss call.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import warnings
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from lmtwin.errors import DependencyNotInstalled
+
+IndexKind = Literal["auto", "exact", "faiss"]
+
+
+class FaissMissingWarning(UserWarning):
+    """A large store is searched exactly in numpy because faiss is not installed."""
 
 
 @runtime_checkable
@@ -17,6 +28,10 @@ class VectorIndex(Protocol):
 
     def search(self, query: np.ndarray, k: int) -> np.ndarray: ...
 
+    def search_batch(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Squared distances and ids, both (n_queries, k'), nearest first; k' <= k."""
+        ...
+
     def reset(self, dim: int) -> None: ...
 
     def __len__(self) -> int: ...
@@ -25,12 +40,14 @@ class VectorIndex(Protocol):
 class ExactIndex:
     """Brute-force search over a growing float32 matrix (amortised appends)."""
 
-    def __init__(self, dim: int = 0) -> None:
+    def __init__(self, dim: int = 0, chunk: int = 4_000_000) -> None:
+        self.chunk = chunk  # distances computed at once: bounds memory for big batches
         self.reset(dim)
 
     def reset(self, dim: int) -> None:
         self._data = np.zeros((1024, dim), dtype=np.float32)
         self._n = 0
+        self._sq = np.zeros(0)
 
     def __len__(self) -> int:
         return self._n
@@ -46,28 +63,63 @@ class ExactIndex:
         self._n = need
 
     def search(self, query: np.ndarray, k: int) -> np.ndarray:
-        if self._n == 0:
-            return np.zeros(0, dtype=np.int64)
-        data = self._data[: self._n]
-        dist = ((data - np.asarray(query, dtype=np.float32)) ** 2).sum(axis=1)
+        return self.search_batch(np.asarray(query)[None, :], k)[1][0]
+
+    def search_batch(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.atleast_2d(np.asarray(queries, dtype=np.float64))
+        if self._n == 0 or k < 1:
+            return np.zeros((len(q), 0)), np.zeros((len(q), 0), dtype=np.int64)
+        data = self._data[: self._n].astype(np.float64)
+        if len(self._sq) != self._n:
+            self._sq = (data**2).sum(axis=1)
         k = min(k, self._n)
-        near = np.argpartition(dist, k - 1)[:k]
-        return near[np.argsort(dist[near], kind="stable")]
+        dists = np.empty((len(q), k))
+        ids = np.empty((len(q), k), dtype=np.int64)
+        step = max(1, self.chunk // self._n)
+        for lo in range(0, len(q), step):
+            block = q[lo : lo + step]
+            # |q - x|^2 = |q|^2 - 2 q.x + |x|^2: one matrix product for the whole block
+            d = self._sq[None, :] - 2.0 * block @ data.T + (block**2).sum(axis=1)[:, None]
+            near = np.argpartition(d, k - 1, axis=1)[:, :k] if k < self._n else (
+                np.broadcast_to(np.arange(self._n), (len(block), self._n)))
+            dn = np.take_along_axis(d, near, axis=1)
+            order = np.argsort(dn, axis=1, kind="stable")
+            ids[lo : lo + step] = np.take_along_axis(near, order, axis=1)
+            dists[lo : lo + step] = np.maximum(np.take_along_axis(dn, order, axis=1), 0.0)
+        return dists, ids
 
 
 class FaissIndex:
-    """faiss ``IndexFlatL2`` (exact, BLAS-fast); install ``lmtwin[faiss]``."""
+    """A faiss index; install ``lmtwin[faiss]``.
 
-    def __init__(self, dim: int = 0) -> None:
+    Args:
+        dim: vector dimension.
+        kind: ``"flat"`` (exact, BLAS-fast) or ``"hnsw"`` (a graph index: approximate,
+            but its search cost grows with log n, which is what makes rollouts over a large
+            store fast; see ``lmtwin bench intervene``).
+        ef_search: candidates an HNSW search keeps (higher: more exact, slower).
+    """
+
+    def __init__(self, dim: int = 0, kind: Literal["flat", "hnsw"] = "flat",
+                 ef_search: int = 128) -> None:
         try:
             import faiss
         except ImportError as exc:
             raise DependencyNotInstalled("faiss-cpu", "faiss") from exc
         self._faiss = faiss
+        self.kind = kind
+        self.ef_search = ef_search
         self.reset(dim)
 
     def reset(self, dim: int) -> None:
-        self._index = self._faiss.IndexFlatL2(max(dim, 1))
+        d = max(dim, 1)
+        self._index: Any
+        if self.kind == "hnsw":
+            self._index = self._faiss.IndexHNSWFlat(d, 32)
+            self._index.hnsw.efConstruction = 64
+            self._index.hnsw.efSearch = self.ef_search
+        else:
+            self._index = self._faiss.IndexFlatL2(d)
         self._dim = dim
 
     def __len__(self) -> int:
@@ -75,23 +127,44 @@ class FaissIndex:
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(x, dtype=np.float32))
-        return x if self._dim else np.zeros((len(x), 1), np.float32)
+        return np.ascontiguousarray(x) if self._dim else np.zeros((len(x), 1), np.float32)
 
     def add(self, vectors: np.ndarray) -> None:
         self._index.add(self._pad(vectors))
 
     def search(self, query: np.ndarray, k: int) -> np.ndarray:
-        if len(self) == 0:
-            return np.zeros(0, dtype=np.int64)
-        _, ids = self._index.search(self._pad(query), min(k, len(self)))
+        _, ids = self.search_batch(np.asarray(query)[None, :], k)
         return ids[0][ids[0] >= 0]
 
+    def search_batch(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = self._pad(queries)
+        if len(self) == 0 or k < 1:
+            return np.zeros((len(q), 0)), np.zeros((len(q), 0), dtype=np.int64)
+        k = min(k, len(self))
+        if self.kind == "hnsw":
+            self._index.hnsw.efSearch = max(self.ef_search, k)
+        dists, ids = self._index.search(q, k)
+        return dists.astype(np.float64), ids.astype(np.int64)
 
-def make_index(expected_size: int = 0, faiss_above: int = 50_000) -> VectorIndex:
-    """Exact numpy search, or faiss when the store is expected to pass ``faiss_above``."""
+
+def make_index(expected_size: int = 0, faiss_above: int = 20_000,
+               kind: IndexKind = "auto") -> VectorIndex:
+    """The index for a store of ``expected_size`` vectors.
+
+    ``kind="auto"``: exact numpy search up to ``faiss_above`` vectors, faiss HNSW beyond;
+    if faiss is not installed, exact search with a ``FaissMissingWarning`` (never silent).
+    ``"exact"``: always numpy. ``"faiss"``: faiss or ``DependencyNotInstalled``.
+    """
+    if kind == "exact":
+        return ExactIndex()
+    if kind == "faiss":
+        return FaissIndex(kind="hnsw" if expected_size > faiss_above else "flat")
     if expected_size > faiss_above:
         try:
-            return FaissIndex()
+            return FaissIndex(kind="hnsw")
         except DependencyNotInstalled:
-            pass
+            warnings.warn(
+                f"a store of {expected_size} transitions is searched exactly in numpy "
+                "(slow for rollouts) because faiss is not installed: "
+                "pip install 'lmtwin[faiss]'", FaissMissingWarning, stacklevel=2)
     return ExactIndex()

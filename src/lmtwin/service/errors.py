@@ -9,7 +9,9 @@
         ├── Conflict            a name already taken                            409
         ├── PayloadTooLarge     a body or batch over the configured limits       413
         ├── Unauthorized        no API key, or an unknown or revoked one         401
-        └── Forbidden           a key without the scope or twin asked for        403
+        ├── Forbidden           a key without the scope or twin asked for        403
+        ├── RateLimited         a key's cost budget is spent (Retry-After)       429
+        └── TwinUnavailable     a twin whose stored data cannot be loaded        503
 """
 
 from __future__ import annotations
@@ -57,3 +59,22 @@ class Unauthorized(ServiceError):
 
 class Forbidden(ServiceError):
     """A valid key that lacks the scope or the twin asked for."""
+
+
+class RateLimited(ServiceError):
+    """A key whose cost budget cannot pay for the request now; retry after ``retry_after``
+    seconds (sent as the ``Retry-After`` header)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class TwinUnavailable(ServiceError):
+    """A registered twin whose stored data could not be loaded; ``reason`` says why. It can
+    still be described (GET) and archived (DELETE)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"twin {name!r} could not be loaded: {reason}")

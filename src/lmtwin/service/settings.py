@@ -6,7 +6,7 @@ import hashlib
 import os
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 
 def hash_key(key: str) -> str:
@@ -34,7 +34,13 @@ class Settings(BaseModel):
         "the key allowed to manage twins and keys; None turns authentication off"))
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_batch: int = Field(5_000, ge=1)
-    max_simulation_steps: int = Field(2_000, ge=1, description="n_paths x horizon, per call")
+    max_simulation_steps: int = Field(2_000, ge=1, description=(
+        "the most path-steps (n_paths x horizon) one request may cost; 413 beyond"))
+    cost_budget: int = Field(10_000, ge=1, description=(
+        "path-steps each API key may spend per cost_window_s (429 with Retry-After beyond); "
+        "at least max_simulation_steps"))
+    cost_window_s: float = Field(60.0, gt=0, description="seconds in which a spent cost "
+                                                         "budget refills")
     idempotency_ttl_s: float = Field(24 * 3600.0, gt=0)
     mqtt_host: str | None = Field(None, description="broker to ingest from; None: no MQTT")
     mqtt_port: int = 1883
@@ -58,6 +64,12 @@ class Settings(BaseModel):
         """LMTWIN_ASSIMILATION_PREDICTORS=persistence,numeric"""
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) \
             else value
+
+    @model_validator(mode="after")
+    def _budget_pays_for_one_request(self) -> Settings:
+        if self.cost_budget < self.max_simulation_steps:
+            raise ValueError("cost_budget must be at least max_simulation_steps")
+        return self
 
     @property
     def auth(self) -> bool:

@@ -1,0 +1,142 @@
+"""What every part of the service shares: the loaded twins and their entries.
+
+``ServiceBase`` loads a twin from the store on first use and keeps it in memory with
+the service's caches beside it (latest state per episode, episode times, Kalman
+filters). The operations live in the sibling modules, one per route group, and
+``lmtwin.service.core.TwinService`` combines them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lmtwin.assimilation import Assimilator, Noise
+from lmtwin.llm.base import LLMBackend
+from lmtwin.predictors import LLMPredictor, LocalRidge, Persistence, Predictor
+from lmtwin.schema import SchemaChange
+from lmtwin.service.db import ServiceDB
+from lmtwin.service.errors import TwinNotFound
+from lmtwin.service.events import EventHub
+from lmtwin.service.settings import Settings
+from lmtwin.service.stores import KeyedSQLiteStore
+from lmtwin.twin import Twin
+from lmtwin.types import Observation
+
+if TYPE_CHECKING:
+    from lmtwin.service.postgres import PostgresStore
+
+
+@dataclass
+class Entry:
+    """A loaded twin with what the service keeps beside it."""
+
+    twin: Twin
+    config: dict[str, Any]
+    created_at: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    states: dict[str, dict[str, float]] = field(default_factory=dict)
+    last_t: dict[str, float] = field(default_factory=dict)
+    # per episode, an immutable view of the latest state, replaced (never mutated) after
+    # each ingest, so state reads need no lock and never wait for a commit
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    assimilator: Assimilator | None = None
+
+    def noise(self) -> dict[str, Noise]:
+        return {k: Noise(v["sensor"], v["process"]) for k, v in self.config["noise"].items()}
+
+
+def jsonable(value: Any) -> Any:
+    """Numpy scalars and arrays, and non-finite floats, made JSON-safe."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def change_dict(change: SchemaChange) -> dict[str, Any]:
+    return change.to_dict()
+
+
+class ServiceBase:
+    """The twins on one store, loaded on first use; see ``TwinService``."""
+
+    settings: Settings
+    store: KeyedSQLiteStore | PostgresStore
+    db: ServiceDB
+    events: EventHub
+    backend: LLMBackend | None
+    counters: dict[str, int]
+    _twins: dict[str, Entry]
+    _lock: threading.Lock
+
+    def _predictors(self) -> list[Predictor]:
+        predictors: list[Predictor] = [Persistence(), LocalRidge()]
+        if self.backend is not None:
+            predictors.append(LLMPredictor(self.backend))
+        return predictors
+
+    def _load(self, name: str, meta: dict[str, Any]) -> Entry:
+        config = meta["config"]
+        twin = Twin(name, store=self.store, predictors=self._predictors(),
+                    strict=config.get("strict", True), level=config.get("level", 0.9))
+        entry = Entry(twin, config, meta["created_at"])
+        if self.settings.tune_every:
+            twin.start_tuner(every=self.settings.tune_every)
+        history = twin.history()
+        for obs in history:
+            entry.states.setdefault(obs.episode, {}).update(obs.values)
+            entry.last_t[obs.episode] = obs.t
+        if entry.noise():
+            # the filter forgets its start within a few readings: rebuild it from the
+            # last readings of each episode, not the whole history
+            tail: dict[str, list[Observation]] = {}
+            for obs in history:
+                tail.setdefault(obs.episode, []).append(obs)
+            assimilator = self._assimilator(entry)
+            for rows in tail.values():
+                for obs in rows[-self.settings.assimilation_replay:]:
+                    assimilator.update(obs)
+        return entry
+
+    def _assimilator(self, entry: Entry) -> Assimilator:
+        if entry.assimilator is None:
+            entry.assimilator = Assimilator(entry.twin, entry.noise(),
+                                            using=self.settings.assimilation_predictors)
+        return entry.assimilator
+
+    def entry(self, name: str) -> Entry:
+        with self._lock:
+            entry = self._twins.get(name)
+            if entry is not None:
+                return entry
+            meta = self.db.twins().get(name)
+            if meta is None:
+                raise TwinNotFound(name)
+            entry = self._twins[name] = self._load(name, meta)
+            return entry
+
+    def names(self) -> list[str]:
+        return sorted(self.db.twins())
+
+    def _state_view(self, entry: Entry, episode: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"episode": episode, "t": entry.last_t.get(episode),
+                               "values": dict(entry.states.get(episode, {}))}
+        if entry.assimilator is not None:
+            out["fused"] = {k: {"mean": f.mean, "sd": f.sd, "prior": f.prior, "gain": f.gain,
+                                "source": f.source}
+                            for k, f in entry.assimilator.fused(episode).items()}
+        return out

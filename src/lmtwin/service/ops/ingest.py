@@ -1,0 +1,91 @@
+"""Observations in: validated whole, committed with their idempotency record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lmtwin.errors import InvalidValue, SchemaError
+from lmtwin.schema import Variable
+from lmtwin.service.errors import Conflict, PayloadTooLarge
+from lmtwin.service.ops.base import Entry, ServiceBase
+from lmtwin.types import Observation
+
+
+class Ingest(ServiceBase):
+    """Idempotent, all-or-nothing ingest (HTTP and MQTT share it)."""
+
+    def ingest(self, name: str, rows: Sequence[Mapping[str, Any]],
+               key: str | None = None) -> dict[str, Any]:
+        """Store observations (each ``{"episode", "t", "values"}``) all or none.
+
+        With ``key``, a repeated delivery returns the first answer and stores nothing.
+        The answer is given only once the rows are committed.
+        """
+        if len(rows) > self.settings.max_batch:
+            raise PayloadTooLarge(f"a batch holds at most {self.settings.max_batch} observations")
+        if not rows:
+            raise SchemaError("a batch needs at least one observation")
+        entry = self.entry(name)
+        twin = entry.twin
+        with entry.lock:
+            digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+            if key is not None:
+                previous = self.db.replay(name, key)
+                if previous is not None:
+                    if previous.pop("request", digest) != digest:
+                        raise Conflict(f"idempotency key {key!r} was used for another request")
+                    self.counters["replayed"] += 1
+                    return {**previous, "replayed": True}
+            stored = self._prepare(entry, rows)
+            last = {o.episode: o.t for o in stored}
+            result = {"stored": len(stored), "last_t": last, "replayed": False}
+            # the idempotency record commits in the same transaction as the rows
+            with self.store.keyed(name, key, json.dumps({**result, "request": digest})):
+                if len(stored) == 1:
+                    obs = stored[0]
+                    twin.observe(obs.values, episode=obs.episode, t=obs.t)
+                else:
+                    twin.observe_many(stored)
+            for obs in stored:
+                entry.states.setdefault(obs.episode, {}).update(obs.values)
+                entry.last_t[obs.episode] = obs.t
+                if entry.assimilator is not None:
+                    entry.assimilator.update(obs)
+            self.counters["observations"] += len(stored)
+            self.counters["batches"] += 1
+            events = [{"episode": o.episode, "t": o.t, "values": o.values} for o in stored[-50:]]
+            states = {ep: self._state_view(entry, ep) for ep in last}
+            entry.views.update(states)
+        self.events.publish(name, "observations", {"observations": events, "n": len(stored)})
+        self.events.publish(name, "state", {"states": states})
+        return result
+
+    def _prepare(self, entry: Entry, rows: Sequence[Mapping[str, Any]]) -> list[Observation]:
+        """Rows as observations with their times (default: the episode's last time + 1,
+        as Twin.observe does); times must rise within each episode. Unknown names become
+        state variables on a lenient twin."""
+        twin = entry.twin
+        if not twin.strict:
+            names = dict.fromkeys(n for row in rows for n in row["values"]
+                                  if n not in twin.schema)
+            for var in [Variable(n, "state", description="added from data") for n in names]:
+                twin.add_variable(var)
+        last = dict(entry.last_t)
+        out = []
+        for row in rows:
+            episode = str(row.get("episode", "default"))
+            t = row.get("t")
+            if t is None:
+                t = last[episode] + 1.0 if episode in last else 0.0
+            t = twin.schema.check_value("t", t)
+            if episode in last and t <= last[episode]:
+                raise InvalidValue("t", t, f"not after episode {episode!r}'s last time "
+                                           f"{last[episode]}")
+            last[episode] = t
+            values = twin.schema.validate(row["values"], strict=True)
+            out.append(Observation(episode, t, values))
+        return out
+
