@@ -14,7 +14,6 @@ from lmtwin.cooperate import (
     cost,
     credit,
     exact_shapley,
-    level,
     limit,
     sampled_shapley,
     shapley,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_cooperate import AGENTS, LEVELS, cancer_twin
 
 from lmtwin.cooperate import (
     Discretiser,
@@ -23,6 +22,7 @@ from lmtwin.cooperate import (
     twin_game,
 )
 from lmtwin.systems.cancer_control import CancerSystem
+from test_cooperate import AGENTS, LEVELS, cancer_twin
 
 
 def test_discretiser_bins_each_dimension():
