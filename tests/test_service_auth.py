@@ -96,3 +96,53 @@ def test_keys_are_hashed_and_never_logged(secured, caplog):
     assert secret not in logged and ADMIN not in logged and "wrong-key" not in logged
     assert secret not in repr(Settings(store="memory", admin_key=ADMIN))
     assert ADMIN not in repr(Settings(store="memory", admin_key=ADMIN))
+
+
+def test_secure_by_default_generates_an_admin_key_once(tmp_path, capsys):
+    from fastapi.testclient import TestClient
+
+    from lmtwin.service import create_app
+
+    settings = Settings(store=str(tmp_path / "g.db"))  # no admin key configured
+    with TestClient(create_app(settings)) as c:
+        printed = capsys.readouterr().err
+        key = c.app.state.service.generated_admin_key
+        assert key and key in printed  # shown once, on the terminal
+        r = c.post("/twins", json={"name": "open", "variables": XU})
+        assert r.status_code == 401 and r.json()["error"] == "Unauthorized"
+        assert c.get("/twins").status_code == 401
+        admin = {"Authorization": f"Bearer {key}"}
+        assert c.post("/twins", json={"name": "mine", "variables": XU},
+                      headers=admin).status_code == 201
+        listed = c.get("/keys", headers=admin).json()
+        assert [k["scopes"] for k in listed] == [["admin"]]
+    with sqlite3.connect(tmp_path / "g.db") as con:
+        assert key not in "\n".join(con.iterdump())  # only its hash is stored
+    # the next start keeps the same key and prints nothing
+    with TestClient(create_app(settings)) as c:
+        assert c.app.state.service.generated_admin_key is None
+        assert key not in capsys.readouterr().err
+        assert c.get("/twins/mine", headers={"Authorization": f"Bearer {key}"}
+                     ).status_code == 200
+        assert c.post("/twins", json={"name": "open"}).status_code == 401
+
+
+def test_insecure_only_on_a_loopback_address(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    for host in ("127.0.0.1", "::1", "localhost"):
+        Settings(store="memory", insecure=True).check_bind(host)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LMTWIN_")}
+    for args in (["--insecure", "--host", "0.0.0.0"], ["--host", "192.168.1.10"]):
+        extra = {"LMTWIN_INSECURE": "1"} if "--insecure" not in args else {}
+        r = subprocess.run([sys.executable, "-m", "lmtwin.service", *args, "--port", "9",
+                            "--store", str(tmp_path / "x.db")], env={**env, **extra},
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "loopback" in r.stdout + r.stderr
+    assert not (tmp_path / "x.db").exists()  # refused before anything started
+    # an insecure in-process app: anyone may write (what --insecure on 127.0.0.1 means)
+    with client(Settings(store="memory", insecure=True)) as c:
+        assert c.post("/twins", json={"name": "dev", "variables": XU}).status_code == 201

@@ -63,11 +63,16 @@ def test_serve_demo_runs_and_stops_cleanly(tmp_path: Path, signum: signal.Signal
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        url = None
+        url, admin = None, None
         while url is None:
             line = lines.get(timeout=30)
+            if line.startswith("Admin key (this run only): "):
+                admin = line.rsplit(" ", 1)[1].strip()
             if line.startswith("Dashboard: "):
                 url = line.split(" ", 1)[1].strip()
+        # secure by default: the demo runs with its own admin key, shown once
+        assert admin, output
+        auth = {"Authorization": f"Bearer {admin}"}
         assert url.startswith(f"http://127.0.0.1:{port}/twins/cancer_demo/dashboard?")
         base = f"http://127.0.0.1:{port}"
         brokers = [p for p in children(proc.pid)
@@ -82,14 +87,17 @@ def test_serve_demo_runs_and_stops_cleanly(tmp_path: Path, signum: signal.Signal
         health = httpx.get(f"{base}/health", timeout=5).json()
         assert health["mqtt"]["connected"] and health["mqtt"]["stored"] >= first + 20
         # the device has the twin predict each next day: scored, with intervals
+        assert httpx.get(f"{base}/twins/cancer_demo/performance", timeout=5).status_code == 401
         perf = wait_for(lambda: (p := httpx.get(f"{base}/twins/cancer_demo/performance",
-                                                timeout=5).json())["n_intervals"] and p,
+                                                headers=auth, timeout=5).json())["n_intervals"]
+                        and p,
                         timeout=10)
         assert perf["scored"] > 0 and perf["mse"]["combined"] is not None
         # the noisy scan of v is fused with the twin's forecast
-        episode = httpx.get(f"{base}/twins/cancer_demo", timeout=5).json()["episodes"][0]
+        episode = httpx.get(f"{base}/twins/cancer_demo", headers=auth,
+                            timeout=5).json()["episodes"][0]
         state = httpx.get(f"{base}/twins/cancer_demo/state", params={"episode": episode},
-                          timeout=5).json()
+                          headers=auth, timeout=5).json()
         assert set(state["fused"]) == {"v"} and state["fused"]["v"]["sd"] < 5.0
         assert state["fused"]["v"]["source"] == "twin"
         page = httpx.get(url, timeout=5)

@@ -19,7 +19,8 @@ from test_service_support import XU, free_port, wait_for
 def start_server(store: Path, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "LMTWIN_STORE": str(store), "LMTWIN_LOG_LEVEL": "warning"}
     env.pop("LMTWIN_ADMIN_KEY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "lmtwin.service", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "lmtwin.service", "--port", str(port),
+                             "--insecure"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def up() -> bool:

@@ -25,7 +25,7 @@ def _events(lines, wanted: str, limit: int = 50) -> dict:
 
 
 def test_sse_streams_observations_and_survives_disconnects(tmp_path):
-    with live_server(Settings(store=str(tmp_path / "live.db"))) as url:
+    with live_server(Settings(store=str(tmp_path / "live.db"), insecure=True)) as url:
         http = httpx.Client(base_url=url, timeout=10)
         http.post("/twins", json={"name": "a", "variables": XU}).raise_for_status()
         http.post("/twins/a/observations/batch",
@@ -76,7 +76,7 @@ def test_sse_streams_observations_and_survives_disconnects(tmp_path):
 
 def test_concurrent_duplicates_store_once(tmp_path):
     rows = linear_rows(20)
-    with live_server(Settings(store=str(tmp_path / "dup.db"))) as url:
+    with live_server(Settings(store=str(tmp_path / "dup.db"), insecure=True)) as url:
         httpx.post(f"{url}/twins", json={"name": "a", "variables": XU}).raise_for_status()
         results: list[dict] = []
 

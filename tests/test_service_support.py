@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 pytest.importorskip("fastapi", reason="the service extra is not installed")
 
@@ -40,9 +41,20 @@ def wait_for(check: Callable[[], Any], timeout: float = 10.0, every: float = 0.0
         time.sleep(every)
 
 
+TEST_ADMIN = "test-admin-key-0123456789abcdef"
+
+
 @contextmanager
-def client(settings: Settings, **kwargs: Any) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, **kwargs)) as c:
+def client(settings: Settings, raise_server_exceptions: bool = True,
+           **kwargs: Any) -> Iterator[TestClient]:
+    """The app in-process. Settings with neither an admin key nor ``insecure`` get
+    ``TEST_ADMIN``, sent by default (tests of authentication set their own key)."""
+    headers = {}
+    if settings.admin_key is None and not settings.insecure:
+        settings = settings.model_copy(update={"admin_key": SecretStr(TEST_ADMIN)})
+        headers = {"Authorization": f"Bearer {TEST_ADMIN}"}
+    with TestClient(create_app(settings, **kwargs), headers=headers,
+                    raise_server_exceptions=raise_server_exceptions) as c:
         yield c
 
 

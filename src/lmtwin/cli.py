@@ -145,11 +145,16 @@ def serve(
         help="with --demo: stop after this many seconds (default: run until Ctrl-C)")] = None,
     rate: Annotated[float, typer.Option(
         help="with --demo: observations per second from the simulated device")] = 4.0,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="no authentication at all; allowed on a loopback --host only "
+                           "(env LMTWIN_INSECURE)")] = False,
 ) -> None:
     """Serve twins over HTTP (and MQTT): ingest, state, predictions, live updates.
 
-    Authentication is on when LMTWIN_ADMIN_KEY is set (never pass keys as arguments).
-    Every setting can also come from LMTWIN_<NAME> variables; see /docs once running.
+    Authentication is always on: the admin key comes from LMTWIN_ADMIN_KEY (never pass
+    keys as arguments) or, with none set, is generated at the first start and printed
+    once (only its hash is stored). --insecure turns it off, on 127.0.0.1 only. Every
+    setting can also come from LMTWIN_<NAME> variables; see /docs once running.
     """
     if rate <= 0 or (duration is not None and duration <= 0):
         raise typer.BadParameter("--rate and --duration must be positive")
@@ -163,7 +168,9 @@ def serve(
     try:
         settings = Settings.from_env(store=store, llm=llm, llm_url=llm_url,
                                      mqtt_host=mqtt_host, mqtt_port=mqtt_port,
-                                     log_level=log_level or ("warning" if demo else None))
+                                     log_level=log_level or ("warning" if demo else None),
+                                     insecure=insecure or None)
+        settings.check_bind(host)
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc

@@ -52,7 +52,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "LMTWIN_STORE": str(store), "LMTWIN_LOG_LEVEL": "warning"}
         env.pop("LMTWIN_ADMIN_KEY", None)
-        args = [sys.executable, "-m", "lmtwin.service", "--port", str(self.port)]
+        # on 127.0.0.1 without keys: the benchmark measures ingest, not authentication
+        args = [sys.executable, "-m", "lmtwin.service", "--port", str(self.port), "--insecure"]
         if mqtt_port is not None:
             args += ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port)]
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -48,6 +49,15 @@ from lmtwin.service.routes import ROUTERS
 from lmtwin.service.settings import Settings
 
 log = logging.getLogger("lmtwin.service")
+
+ADMIN_BANNER = """
+lmtwin: no admin key was configured, so one was generated. It is shown only now; the
+service stores only its hash. Send it as 'Authorization: Bearer <key>':
+
+    {key}
+
+Keep it, or set LMTWIN_ADMIN_KEY for the next start (create narrower keys with POST /keys).
+"""
 
 # error type -> HTTP status; the most specific class in an exception's MRO wins
 STATUS: dict[type, int] = {
@@ -125,7 +135,12 @@ def create_app(settings: Settings | None = None, backend: LLMBackend | None = No
             ingest.start()
         app.state.mqtt = ingest
         if not settings.auth:
-            log.warning("authentication is off: set an admin key to require API keys")
+            log.warning("authentication is off (insecure): anyone who can connect may "
+                        "create, change and delete twins")
+        if running.generated_admin_key is not None:
+            # printed, never logged: logs are kept and shipped, the terminal is the owner's
+            print(ADMIN_BANNER.format(key=running.generated_admin_key), file=sys.stderr,
+                  flush=True)
         try:
             yield
         finally:

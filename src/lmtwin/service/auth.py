@@ -1,9 +1,11 @@
 """API keys: a random token shown once; the service stores only its SHA-256.
 
 Scopes per key: ``read`` (schema, history, state, predict, simulate, live events,
-dashboard) and ``write`` (observations, schema changes, knowledge), each for a list of
-twins or ``*``. The admin key (from settings) can do everything, including creating
-twins and keys. With no admin key configured, authentication is off.
+dashboard) and ``write`` (observations, schema changes, knowledge, scored predictions),
+each for a list of twins or ``*``. An admin key can do everything, including creating
+twins and keys: the one in settings, or, with none configured, one generated at the
+first start (stored as a hash like every key, printed once). Only ``insecure`` settings
+turn authentication off, and ``lmtwin serve`` allows that on a loopback address only.
 """
 
 from __future__ import annotations
@@ -42,11 +44,21 @@ class Principal:
 ADMIN = Principal("admin", ("*",), ("admin", "read", "write"))
 
 
-def new_key() -> tuple[str, str, str]:
+def new_key(prefix: str = "") -> tuple[str, str, str]:
     """A fresh key: (id, secret, stored hash)."""
-    key_id = secrets.token_hex(6)
+    key_id = prefix + secrets.token_hex(6)
     secret = f"lmt_{key_id}_{secrets.token_urlsafe(32)}"
     return key_id, secret, hash_key(secret)
+
+
+def ensure_admin(db: ServiceDB, settings: Settings) -> str | None:
+    """With authentication on and no admin key in settings, make sure the database holds
+    an active admin key; return the secret of one generated now (shown once), else None."""
+    if not settings.auth or settings.admin_key is not None or db.has_admin_key():
+        return None
+    key_id, secret, digest = new_key("admin-")
+    db.add_key(key_id, "admin (generated at first start)", digest, ["*"], ["admin"])
+    return secret
 
 
 def presented_key(conn: HTTPConnection, allow_query: bool) -> str | None:
@@ -89,15 +101,15 @@ class KeyCache:
 
 def authenticate(conn: HTTPConnection, settings: Settings, db: ServiceDB,
                  allow_query: bool = False, cache: KeyCache | None = None) -> Principal:
-    if settings.admin_key is None:
+    if not settings.auth:
         return ADMIN
     key = presented_key(conn, allow_query)
     if not key:
         raise Unauthorized("an API key is required (Authorization: Bearer <key>)")
     if len(key) > 200:
         raise Unauthorized("unknown API key")
-    admin = settings.admin_key.get_secret_value()
-    if hmac.compare_digest(key.encode(), admin.encode()):
+    if settings.admin_key is not None and hmac.compare_digest(
+            key.encode(), settings.admin_key.get_secret_value().encode()):
         return ADMIN
     cache = cache or KeyCache(ttl=0)
     principal = cache.get(hash_key(key), db)

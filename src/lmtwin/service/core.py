@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from lmtwin.llm.base import Completion, LLMBackend
+from lmtwin.service.auth import ensure_admin
 from lmtwin.service.db import ServiceDB
 from lmtwin.service.events import EventHub
 from lmtwin.service.ops.ingest import Ingest
@@ -93,6 +94,9 @@ class TwinService(Registry, Ingest, Reads, Model):
         self._twins = {}
         self._lock = threading.Lock()
         self.db.forget_before(time.time() - settings.idempotency_ttl_s)
+        # with no admin key configured, one is generated at the first start (the caller
+        # shows it once; only its hash is stored)
+        self.generated_admin_key = ensure_admin(self.db, settings)
         self.counters = {"observations": 0, "batches": 0, "replayed": 0, "rejected": 0}
 
     def close(self) -> None:

@@ -134,6 +134,10 @@ class ServiceDB:
         return {"id": key_id, "name": name, "twins": json.loads(twins),
                 "scopes": json.loads(scopes), "created_at": created}
 
+    def has_admin_key(self) -> bool:
+        rows = self.execute("SELECT scopes FROM service_keys WHERE revoked_at IS NULL")
+        return any("admin" in json.loads(scopes) for (scopes,) in rows)
+
     def keys(self) -> list[dict[str, Any]]:
         rows = self.execute("SELECT id, name, twins, scopes, created_at, revoked_at"
                             " FROM service_keys ORDER BY created_at")

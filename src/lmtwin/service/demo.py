@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import signal
 import tempfile
 import threading
@@ -27,6 +28,7 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
+from pydantic import SecretStr
 
 from lmtwin.demo import NOTE
 from lmtwin.schema import Variable
@@ -265,6 +267,13 @@ def _serve(settings: Any, host: str, port: int | None, duration: float | None, r
                                                        "mqtt_port": broker.port})
             if settings.store == "lmtwin.db" and "store" not in settings.model_fields_set:
                 settings = settings.model_copy(update={"store": str(Path(tmp) / "demo.db")})
+            if settings.auth and settings.admin_key is None:
+                # the demo's own admin key for this run (the device and the dashboard
+                # need one; a generated key would be unknown to it on a reused store)
+                settings = settings.model_copy(
+                    update={"admin_key": SecretStr(secrets.token_urlsafe(24))})
+                assert settings.admin_key is not None
+                say(f"Admin key (this run only): {settings.admin_key.get_secret_value()}")
             if port is None:
                 port = 8000 if port_free(8000, host) else free_port(host)
             config = uvicorn.Config(create_app(settings), host=host, port=port,

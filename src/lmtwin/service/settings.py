@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names a loopback address (only this machine can connect)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def hash_key(key: str) -> str:
@@ -31,7 +42,10 @@ class Settings(BaseModel):
     llm_url: str | None = Field(None, description="OpenAI-compatible base URL for llm")
     llm_threads: int = Field(2, ge=1)
     admin_key: SecretStr | None = Field(None, description=(
-        "the key allowed to manage twins and keys; None turns authentication off"))
+        "the key allowed to manage twins and keys; None: a key generated at first start "
+        "(only its hash is stored; printed once)"))
+    insecure: bool = Field(False, description=(
+        "no authentication at all; `lmtwin serve` allows it on a loopback address only"))
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_batch: int = Field(5_000, ge=1)
     max_simulation_steps: int = Field(2_000, ge=1, description=(
@@ -73,7 +87,16 @@ class Settings(BaseModel):
 
     @property
     def auth(self) -> bool:
-        return self.admin_key is not None
+        return not self.insecure
+
+    def check_bind(self, host: str) -> None:
+        """Raise ValueError unless these settings may serve on ``host``: without
+        authentication (``insecure``) only a loopback address is allowed."""
+        if self.insecure and not is_loopback(host):
+            raise ValueError(f"--insecure serves without authentication, so it is allowed "
+                             f"on a loopback address only (127.0.0.1, ::1, localhost), not "
+                             f"{host!r}; set an admin key instead (LMTWIN_ADMIN_KEY), or "
+                             f"let the service generate one")
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
