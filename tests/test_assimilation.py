@@ -117,3 +117,45 @@ def test_assimilation_with_the_real_language_model_in_the_forecast(gemma):
     for f in out[1:]:
         assert math.isfinite(f.mean) and 0 < f.sd < 1.0 and 0 < f.gain < 1
         assert f.prior is not None and math.isfinite(f.prior)
+
+
+def test_fallbacks_to_a_random_walk_are_recorded_and_counted():
+    from lmtwin.llm import ScriptedBackend
+
+    twin = Twin(variables=[Variable("x")], predictors=[
+        Persistence(), LLMPredictor(ScriptedBackend(["no number here"]))])
+    kf = Assimilator(twin, {"x": Noise(0.5, 0.1)}, using=["llm"])
+    kf.update(twin.observe({"x": 1.0}))
+    fused = kf.update(twin.observe({"x": 2.0}))["x"]
+    # the model's unparseable reply is not swallowed: the reason travels with the value
+    assert fused.source == "random walk" and fused.reason is not None
+    assert "ParseError" in fused.reason or "NotReady" in fused.reason, fused.reason
+    kf.update(twin.observe({"x": 3.0}))
+    assert sum(kf.fallbacks_.values()) == 2 and kf.last_fallback_ == fused.reason
+    # a twin with too little data: counted under its own cause
+    ridge = Twin(variables=[Variable("x")], predictors=[LocalRidge(min_examples=5)])
+    kf = Assimilator(ridge, {"x": Noise(0.5, 0.1)})
+    for x in (1.0, 2.0, 3.0):
+        last = kf.update(ridge.observe({"x": x}))["x"]
+    assert last.reason is not None and last.reason.startswith("NotReady")
+    assert kf.fallbacks_ == {"NotReady": 2}
+    for x in range(4, 12):
+        last = kf.update(ridge.observe({"x": float(x)}))["x"]
+    assert last.source == "twin" and last.reason is None
+
+
+def test_huge_readings_are_refused_before_storing_and_the_filter_stays_finite():
+    twin = Twin(variables=[Variable("x"), Variable("y")], predictors=[Persistence()])
+    kf = Assimilator(twin, {"x": Noise(1.0, 0.1)})
+    from lmtwin.types import Observation
+
+    with pytest.raises(InvalidValue, match="within"):
+        kf.check(Observation("e", 0.0, {"x": 1e200}))
+    kf.check(Observation("e", 0.0, {"x": 1e150, "y": 1e200}))  # y is not filtered
+    with pytest.raises(InvalidValue):
+        Noise(1e200, 0.1)
+    # at the edge of the accepted range the filter stays finite, whatever arrives
+    for t, x in enumerate([-1e150, 1e150, -1e150, 1e150, 0.0]):
+        fused = kf.update(twin.observe({"x": x}, t=float(t)))["x"]
+        assert math.isfinite(fused.mean) and math.isfinite(fused.sd), fused
+        assert math.isfinite(fused.gain)

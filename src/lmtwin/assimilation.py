@@ -13,8 +13,17 @@ variable): the innovation of a Kalman filter has variance ``P- + R``, so ``S - R
 far the twin's forecasts are from the truth, learnt from the stream like the twin's own
 intervals. A twin that forecasts well is trusted more; one that drifts is trusted less.
 The forecast is made from the previous *fused* state, so noise in one reading does not
-propagate into the next forecast. When the twin cannot forecast yet, the prior is a
-random walk: the last fused value with variance ``P+ + process**2``.
+propagate into the next forecast. When the twin cannot forecast (``NotReady``: too
+little data; ``BackendError`` or its ``ParseError``: a model failed; a forecast that is
+not finite), the prior is a random walk: the last fused value with variance
+``P+ + process**2``. Each such fallback is recorded, never silent: the fused value's
+``source`` is "random walk" and its ``reason`` says why, and ``fallbacks_`` counts them
+per cause.
+
+Readings of a filtered variable must lie within ``±MAX_READING`` (1e150): beyond it the
+squares in the variances overflow. ``check`` refuses such an observation with
+``InvalidValue`` before anything is stored; should arithmetic still turn non-finite,
+the filter restarts from the reading (``source`` "reset", with the reason).
 
 The store keeps the raw readings; the fused state is what the twin believes the system
 is in, and is served beside them.
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -35,6 +45,8 @@ from lmtwin.types import Observation
 
 if TYPE_CHECKING:
     from lmtwin.twin import Twin
+
+MAX_READING = 1e150  # |reading| beyond which a filter's variances would overflow
 
 
 @dataclass(frozen=True)
@@ -51,21 +63,24 @@ class Noise:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidValue(name, value, "noise must be a number")
-            if not (math.isfinite(value) and value > 0):
-                raise InvalidValue(name, value, "noise must be positive and finite")
+            if not (math.isfinite(value) and 0 < value <= MAX_READING):
+                raise InvalidValue(name, value, f"noise must be positive and at most "
+                                                f"{MAX_READING:g}")
 
 
 @dataclass(frozen=True)
 class Fused:
     """The fused value of one variable: ``mean`` with spread ``sd``; ``prior`` is the
     forecast it was fused with (None for a first reading), ``gain`` the weight given to
-    the reading (1 trusts the reading alone, 0 the forecast alone)."""
+    the reading (1 trusts the reading alone, 0 the forecast alone); ``reason`` says why
+    the twin's forecast was not the prior (a random walk or a reset), else None."""
 
     mean: float
     sd: float
     prior: float | None
     gain: float
-    source: str  # "twin" | "random walk" | "first reading"
+    source: str  # "twin" | "random walk" | "first reading" | "reset"
+    reason: str | None = None
 
 
 @dataclass
@@ -116,6 +131,9 @@ class Assimilator:
         self._innovation: dict[str, tuple[float, float]] = {}  # weighted sum of z², weight
         self._episodes: dict[str, _Episode] = {}
         self._lock = threading.Lock()
+        # fallbacks from the twin's forecast to a random walk (or a reset), per cause
+        self.fallbacks_: Counter[str] = Counter()
+        self.last_fallback_: str | None = None
         for name, value in (noise or {}).items():
             self.set_noise(name, value)
 
@@ -138,6 +156,14 @@ class Assimilator:
             for ep in self._episodes.values():
                 ep.values.pop(name, None)
 
+    def check(self, obs: Observation) -> None:
+        """Raise ``InvalidValue`` if a filtered reading of ``obs`` lies beyond
+        ``MAX_READING`` (call it before storing the observation)."""
+        for name, value in obs.values.items():
+            if name in self.noise and not abs(value) <= MAX_READING:
+                raise InvalidValue(name, value, f"a variable with a declared sensor noise "
+                                                f"takes readings within ±{MAX_READING:g}")
+
     def fused(self, episode: str) -> dict[str, Fused]:
         with self._lock:
             ep = self._episodes.get(episode)
@@ -149,28 +175,41 @@ class Assimilator:
         with self._lock:
             ep = self._episodes.setdefault(obs.episode, _Episode())
             noisy = [n for n in obs.values if n in self.noise]
-            forecast = self._forecast(ep, noisy)
+            forecast, why = self._forecast(ep, noisy)
             out = {}
             for name in noisy:
+                if name in forecast:
+                    reason = None
+                elif why is not None:
+                    reason = why
+                else:
+                    reason = "forecast: no finite value for this variable"
                 out[name] = ep.fused[name] = self._fuse(ep, name, obs.values[name],
-                                                        forecast.get(name))
+                                                        forecast.get(name), reason)
             ep.values.update(obs.values)
             ep.values.update({n: f.mean for n, f in out.items()})
             return out
 
-    def _forecast(self, ep: _Episode, noisy: list[str]) -> dict[str, float]:
-        """The twin's forecast of this step from the episode's fused state, or {}."""
+    def _forecast(self, ep: _Episode, noisy: list[str]) -> tuple[dict[str, float], str | None]:
+        """The twin's forecast of this step from the episode's fused state, and why it is
+        empty when the twin could not forecast."""
         if not noisy or not any(n in ep.fused for n in noisy):
-            return {}
+            return {}, None
         schema = self.twin.schema
         state = {k: v for k, v in ep.values.items() if k in schema}
         try:
             mean = self.twin.forecast(state, predictors=self.using)
-        except (NotReady, BackendError):
-            return {}
-        return {n: v for n, v in mean.items() if math.isfinite(v)}
+        except (NotReady, BackendError) as exc:  # ParseError is a BackendError
+            return {}, f"{type(exc).__name__}: {str(exc)[:300]}"
+        return {n: v for n, v in mean.items() if math.isfinite(v)}, None
 
-    def _fuse(self, ep: _Episode, name: str, z: float, forecast: float | None) -> Fused:
+    def _fallback(self, reason: str) -> str:
+        self.fallbacks_[reason.split(":", 1)[0]] += 1
+        self.last_fallback_ = reason
+        return reason
+
+    def _fuse(self, ep: _Episode, name: str, z: float, forecast: float | None,
+              reason: str | None) -> Fused:
         noise = self.noise[name]
         r = noise.sensor**2
         last = ep.fused.get(name)
@@ -179,16 +218,25 @@ class Assimilator:
             return Fused(z, noise.sensor, None, 1.0, "first reading")
         if forecast is None:
             prior, p_prior, source = last.mean, ep.variance[name] + noise.process**2, "random walk"
+            reason = self._fallback(reason or "forecast: none")
         else:
             total, weight = self._innovation.get(name, (0.0, 0.0))
             # until innovations are seen, the declared noise stands in for them
             s = (total + (r + noise.process**2)) / (weight + 1.0)
             prior, p_prior, source = forecast, max(s - r, noise.process**2), "twin"
             innovation = z - forecast
-            self._innovation[name] = (self.discount * total + innovation**2,
+            # a product, not **: an overflow gives inf (caught below), never OverflowError
+            self._innovation[name] = (self.discount * total + innovation * innovation,
                                       self.discount * weight + 1.0)
         x, p = self._update(np.array([prior]), np.array([[p_prior]]), np.array([z]),
                             np.array([[r]]), H=np.array([[1.0]]))
         mean, variance = float(x[0]), float(p[0, 0])
+        gain = p_prior / (p_prior + r)
+        if not all(math.isfinite(v) for v in (mean, variance, gain)):
+            # never a non-finite state: start again from the reading, and say so
+            self._innovation.pop(name, None)
+            ep.variance[name] = r
+            return Fused(z, noise.sensor, None, 1.0, "reset",
+                         self._fallback("overflow: the filter's arithmetic was not finite"))
         ep.variance[name] = variance
-        return Fused(mean, math.sqrt(max(variance, 0.0)), prior, p_prior / (p_prior + r), source)
+        return Fused(mean, math.sqrt(max(variance, 0.0)), prior, gain, source, reason)

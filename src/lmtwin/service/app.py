@@ -12,12 +12,14 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmtwin.errors import (
     BackendError,
@@ -168,6 +170,20 @@ def create_app(settings: Settings | None = None, backend: LLMBackend | None = No
         if any(e.get("type") == "json_invalid" for e in errors):
             return JSONResponse({"error": "MalformedJSON", "detail": errors}, status_code=400)
         return JSONResponse({"error": "ValidationError", "detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # unknown routes (404), wrong methods (405): the same JSON shape as every error
+        kind = "".join(w.capitalize() for w in HTTPStatus(exc.status_code).phrase.split())
+        return JSONResponse({"error": kind.replace("-", ""), "detail": exc.detail},
+                            status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # a bug: logged with its traceback (by the server, which re-raises it after this
+        # answer), answered as the documented JSON error, never plain text
+        return JSONResponse({"error": "InternalError", "detail": "an unexpected error; the "
+                             "server logged it"}, status_code=500)
 
     for router in ROUTERS:
         app.include_router(router)

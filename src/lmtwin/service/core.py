@@ -92,6 +92,7 @@ class TwinService(Registry, Ingest, Reads, Model):
         if raw is not None:
             self.backend = LockedBackend(raw)
         self._twins = {}
+        self._unavailable = {}
         self._lock = threading.Lock()
         self.db.forget_before(time.time() - settings.idempotency_ttl_s)
         # with no admin key configured, one is generated at the first start (the caller

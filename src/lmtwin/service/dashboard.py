@@ -40,7 +40,7 @@ _PAGE = """<!doctype html>
  <div><h2>Recent history</h2><canvas id="chart" width="900" height="320"></canvas>
   <div id="legend" class="muted"></div></div>
 </div>
-<script>
+<script nonce="__NONCE__">
 const TWIN = __NAME__;
 const params = new URLSearchParams(location.search);
 const KEY = params.get("key");
@@ -185,6 +185,8 @@ load().then(live).catch(err => { document.body.dataset.loaded = "error: " + err;
 """
 
 
-def dashboard_page(name: str) -> str:
-    """The HTML of ``name``'s dashboard (a twin name is already restricted to [A-Za-z0-9_])."""
-    return _PAGE.replace("__TITLE__", html.escape(name)).replace("__NAME__", json.dumps(name))
+def dashboard_page(name: str, nonce: str) -> str:
+    """The HTML of ``name``'s dashboard (a twin name is already restricted to [A-Za-z0-9_]);
+    ``nonce`` is the Content-Security-Policy nonce that lets its one script run."""
+    return (_PAGE.replace("__TITLE__", html.escape(name)).replace("__NAME__", json.dumps(name))
+            .replace("__NONCE__", html.escape(nonce)))

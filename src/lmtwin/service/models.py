@@ -114,8 +114,10 @@ class PredictIn(Strict):
     episode: Episode | None = Field(None, description="the episode whose latest state is the "
                                                       "default, and whose next observation "
                                                       "scores the prediction")
-    score: StrictBool = Field(True, description="false: a look-ahead that the twin does not "
-                                                "score or learn from")
+    score: StrictBool | None = Field(None, description=(
+        "score the prediction against the episode's next observation (the twin learns from "
+        "it): needs the write scope; default: true for keys that may write, else false. "
+        "false: a look-ahead that the twin does not score or learn from"))
 
 
 class PredictionOut(BaseModel):
@@ -128,6 +130,8 @@ class PredictionOut(BaseModel):
     weights: dict[str, float]
     n_samples: int
     provenance: dict[str, Any]
+    scored: bool = Field(description="whether the twin will score this prediction against "
+                                     "the episode's next observation")
 
 
 class SimulateIn(Strict):

@@ -47,7 +47,9 @@ class Keyed:
 
 class KeyedSQLiteStore(SQLiteStore, Keyed):
     def __init__(self, path: str) -> None:
-        SQLiteStore.__init__(self, path)
+        # FULL: a commit is fsynced before it returns, so an acknowledged write survives
+        # a power loss or OS crash too, not only the process being killed (WAL + NORMAL)
+        SQLiteStore.__init__(self, path, synchronous="FULL")
         Keyed.__init__(self)
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute(IDEMPOTENCY_TABLE)

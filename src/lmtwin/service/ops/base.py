@@ -8,6 +8,7 @@ filters). The operations live in the sibling modules, one per route group, and
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from lmtwin.llm.base import LLMBackend
 from lmtwin.predictors import LLMPredictor, LocalRidge, Persistence, Predictor
 from lmtwin.schema import SchemaChange
 from lmtwin.service.db import ServiceDB
-from lmtwin.service.errors import TwinNotFound
+from lmtwin.service.errors import TwinNotFound, TwinUnavailable
 from lmtwin.service.events import EventHub
 from lmtwin.service.settings import Settings
 from lmtwin.service.stores import KeyedSQLiteStore
@@ -30,6 +31,8 @@ from lmtwin.types import Observation
 
 if TYPE_CHECKING:
     from lmtwin.service.postgres import PostgresStore
+
+log = logging.getLogger("lmtwin.service")
 
 
 @dataclass
@@ -81,6 +84,7 @@ class ServiceBase:
     backend: LLMBackend | None
     counters: dict[str, int]
     _twins: dict[str, Entry]
+    _unavailable: dict[str, str]
     _lock: threading.Lock
 
     def _predictors(self) -> list[Predictor]:
@@ -119,15 +123,29 @@ class ServiceBase:
         return entry.assimilator
 
     def entry(self, name: str) -> Entry:
+        """The loaded twin; ``TwinNotFound``, or ``TwinUnavailable`` when its stored data
+        cannot be loaded (remembered, so every route answers at once; it can be archived)."""
         with self._lock:
             entry = self._twins.get(name)
             if entry is not None:
                 return entry
+            if name in self._unavailable:
+                raise TwinUnavailable(name, self._unavailable[name])
             meta = self.db.twins().get(name)
             if meta is None:
                 raise TwinNotFound(name)
-            entry = self._twins[name] = self._load(name, meta)
+            try:
+                entry = self._twins[name] = self._load(name, meta)
+            except Exception as exc:  # whatever it is, one twin must not brick the service
+                log.exception("twin %r could not be loaded", name)
+                reason = self._unavailable[name] = f"{type(exc).__name__}: {str(exc)[:500]}"
+                raise TwinUnavailable(name, reason) from exc
             return entry
+
+    def unavailable(self) -> dict[str, str]:
+        """Twins that could not be loaded, with the reason."""
+        with self._lock:
+            return dict(self._unavailable)
 
     def names(self) -> list[str]:
         return sorted(self.db.twins())

@@ -74,7 +74,7 @@ class Ingest(ServiceBase):
             for var in [Variable(n, "state", description="added from data") for n in names]:
                 twin.add_variable(var)
         last = dict(entry.last_t)
-        out = []
+        out: list[Observation] = []
         for row in rows:
             episode = str(row.get("episode", "default"))
             t = row.get("t")
@@ -86,6 +86,11 @@ class Ingest(ServiceBase):
                                            f"{last[episode]}")
             last[episode] = t
             values = twin.schema.validate(row["values"], strict=True)
-            out.append(Observation(episode, t, values))
+            if not values:  # as Twin.observe: an observation carries at least one value
+                raise SchemaError(f"observation {len(out)} of the batch has no values")
+            obs = Observation(episode, t, values)
+            if entry.assimilator is not None:  # values the Kalman filter cannot take
+                entry.assimilator.check(obs)
+            out.append(obs)
         return out
 

@@ -25,8 +25,9 @@ class Model(ServiceBase):
         entry = self.entry(name)
         if state is None:
             state = self._current(entry, episode or "default")
-        prediction = entry.twin.predict(state, action, episode if score else None)
-        return jsonable(prediction.to_dict())
+        scored = score and episode is not None
+        prediction = entry.twin.predict(state, action, episode if scored else None)
+        return jsonable({**prediction.to_dict(), "scored": scored})
 
     def simulate(self, name: str, state: Mapping[str, Any] | None,
                  plan: Sequence[Mapping[str, Any]], n_paths: int = 1,

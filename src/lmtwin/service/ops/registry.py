@@ -7,9 +7,12 @@ from typing import Any
 
 from lmtwin.assimilation import Noise
 from lmtwin.errors import SchemaError
+from lmtwin.predictors import Persistence
 from lmtwin.schema import Variable
-from lmtwin.service.errors import Conflict, VariableNotFound
+from lmtwin.service.errors import Conflict, TwinNotFound, VariableNotFound
 from lmtwin.service.ops.base import Entry, ServiceBase, change_dict
+from lmtwin.store.memory import MemoryStore
+from lmtwin.twin import Twin
 
 
 class Registry(ServiceBase):
@@ -26,6 +29,7 @@ class Registry(ServiceBase):
         names = [v.name for v in variables]
         if len(set(names)) != len(names):
             raise SchemaError("variable names must be unique")
+        self._rehearse(name, variables, strict, knowledge, noise or {})
         config = {"strict": strict, "level": level, "description": description, "noise": {}}
         with self._lock:
             if not self.db.add_twin(name, config):
@@ -40,6 +44,20 @@ class Registry(ServiceBase):
                 self._variable(entry, var_name)
                 self._set_noise(entry, var_name, var_noise)
         return self.describe(name)
+
+    @staticmethod
+    def _rehearse(name: str, variables: Sequence[Variable], strict: bool,
+                  knowledge: Sequence[str], noise: Mapping[str, Noise]) -> None:
+        """Run the creation on a throw-away twin in memory, so that any input the real one
+        would refuse is refused before anything is stored (creation is all or nothing)."""
+        trial = Twin(name, store=MemoryStore(), predictors=[Persistence()], strict=strict)
+        for var in variables:
+            trial.add_variable(var)
+        for text in knowledge:
+            trial.add_knowledge(text)
+        for var_name in noise:
+            if var_name not in trial.schema:
+                raise VariableNotFound(name, var_name)
 
     def describe(self, name: str) -> dict[str, Any]:
         entry = self.entry(name)
@@ -78,11 +96,16 @@ class Registry(ServiceBase):
         return self.describe(name)
 
     def archive(self, name: str) -> None:
-        """Hide a twin from the service; its history stays in the append-only store."""
-        self.entry(name)
+        """Hide a twin from the service; its history stays in the append-only store.
+        Works on a twin that cannot be loaded, too (it is never loaded here)."""
         with self._lock:
+            if name not in self.db.twins():
+                raise TwinNotFound(name)
             self.db.archive_twin(name)
-            self._twins.pop(name, None)
+            entry = self._twins.pop(name, None)
+            self._unavailable.pop(name, None)
+        if entry is not None and entry.twin.tuner is not None:
+            entry.twin.tuner.stop()
         self.events.publish(name, "archived", {"twin": name})
 
     # --- schema and knowledge ------------------------------------------------------

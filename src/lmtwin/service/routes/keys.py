@@ -36,5 +36,6 @@ def revoke_key(key_id: str, s: Service, request: Request, _: Admin) -> Response:
     if not s.db.revoke_key(key_id):
         raise KeyNotFound(key_id)
     request.app.state.keys.clear()
-    log.info("API key %s revoked", key_id)
+    closed = s.events.close_owner(key_id)  # its live streams end now
+    log.info("API key %s revoked (%d live streams closed)", key_id, closed)
     return Response(status_code=204)

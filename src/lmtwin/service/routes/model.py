@@ -8,13 +8,21 @@ from fastapi import APIRouter
 
 from lmtwin.service import models as m
 from lmtwin.service.deps import ERRORS, Meter, Read, Service
+from lmtwin.service.errors import Forbidden
 
 router = APIRouter(tags=["model"])
 
 
 @router.post("/twins/{name}/predict", response_model=m.PredictionOut, responses=ERRORS)
-def predict(name: str, body: m.PredictIn, s: Service, _: Read) -> dict[str, Any]:
-    return s.predict(name, body.state, body.action, body.episode, body.score)
+def predict(name: str, body: m.PredictIn, s: Service, principal: Read) -> dict[str, Any]:
+    """Only a key that may write to the twin may have a prediction scored: scoring
+    changes the combination weights and intervals, and reading must not."""
+    may_write = principal.allows("write", name)
+    if body.score and not may_write:
+        raise Forbidden("a scored prediction changes what the twin learns: it needs the "
+                        "'write' scope (send score: false for a look-ahead)")
+    score = may_write if body.score is None else body.score
+    return s.predict(name, body.state, body.action, body.episode, score)
 
 
 @router.post("/twins/{name}/simulate", response_model=m.SimulationOut, responses=ERRORS)

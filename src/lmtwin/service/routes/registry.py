@@ -23,7 +23,7 @@ def _f(x: float | None) -> float | None:
 def health(s: Service, request: Request) -> dict[str, Any]:
     mqtt = getattr(request.app.state, "mqtt", None)
     return {"status": "ok", "twins": len(s.names()), "counters": s.counters,
-            "mqtt": None if mqtt is None else mqtt.status()}
+            "unavailable": s.unavailable(), "mqtt": None if mqtt is None else mqtt.status()}
 
 
 @router.get("/twins", responses=ERRORS)
