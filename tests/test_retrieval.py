@@ -113,7 +113,7 @@ def test_batch_search_matches_one_search_per_query(kind):
         assert [r.transitions.index(t) for t in reversed(one)] == ids[i].tolist()
 
 
-def test_large_groups_move_to_faiss_hnsw_with_high_recall():
+def test_large_groups_move_to_faiss_ivf_with_high_recall():
     data = transitions(3000, seed=4)
     exact = Retriever(RawEncoder(), index="exact")
     approx = Retriever(RawEncoder(), index="auto", faiss_above=1000)

@@ -61,7 +61,7 @@ class Retriever:
         encoder: Encoder | None = None,
         k: int = 16,
         index: IndexKind = "auto",
-        faiss_above: int = 20_000,
+        faiss_above: int = 5_000,
     ) -> None:
         self.encoder: Encoder = encoder if encoder is not None else RawEncoder()
         self.k = k
@@ -143,14 +143,16 @@ class Retriever:
                 group = self._groups[key] = _Group(present[rows[0]], self._new_index(len(rows)))
                 group.built_for = len(rows)
             size = len(group.ids) + len(rows)
-            if self.index_kind == "auto" and group.built_for <= self.faiss_above < size:
-                # the group outgrew exact search: rebuild it on faiss
+            if size >= 2 * group.built_for and (
+                    self.index_kind == "faiss" or size > self.faiss_above):
+                # the group doubled: re-choose its index (exact -> faiss IVF) and retrain
                 group.index = self._new_index(size)
                 group.built_for = size
                 old = [self.transitions[i] for i in group.ids.tolist()]
-                if old:
-                    group.index.add(self._encode([(t.state, t.action) for t in old]))
-            group.index.add(vectors[rows])
+                group.index.add(np.concatenate(
+                    [self._encode([(t.state, t.action) for t in old]), vectors[rows]]))
+            else:
+                group.index.add(vectors[rows])
             group.ids = np.concatenate([group.ids, first + np.asarray(rows, dtype=np.int64)])
 
     def _new_index(self, size: int) -> VectorIndex:
