@@ -3,6 +3,8 @@ alert log and its acknowledgements."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from crepes.martingales import SimpleJumper, StepBettingFunction
@@ -16,6 +18,7 @@ from lmtwin.intervene.alerts import (
     Monitor,
     acknowledge,
     alerts,
+    one_sided,
 )
 from lmtwin.store import MemoryStore, SQLiteStore
 from lmtwin.uncertainty import Calibrator
@@ -23,13 +26,19 @@ from lmtwin.uncertainty import Calibrator
 
 def test_online_jumper_is_crepes_simple_jumper():
     ps = np.random.default_rng(1).uniform(size=400)
-    detector = DriftDetector(threshold=1e300, jump=0.05)
+    detector = DriftDetector(threshold=1e300, jump=0.05, betting=StepBettingFunction())
     logs = []
     for p in ps:
         detector.update(float(p))
         logs.append(detector.log_value_)
     expected = SimpleJumper(J=0.05, bf=StepBettingFunction()).apply(ps)
     np.testing.assert_allclose(logs, np.log(expected), atol=1e-9)
+    bets = one_sided()  # the default: bets only on too small p-values
+    detector = DriftDetector(threshold=1e300, jump=0.01)
+    for p in ps:
+        detector.update(float(p))
+    assert detector.log_value_ == pytest.approx(
+        math.log(SimpleJumper(J=0.01, bf=bets).apply(ps)[-1]))
 
 
 def test_drift_detector_false_alarms_bounded_and_fast_on_small_p_values():
@@ -49,6 +58,8 @@ def test_drift_detector_false_alarms_bounded_and_fast_on_small_p_values():
         delays.append(steps)
         assert detector.alarm_ >= 100.0 and detector.cusum_ == 1.0  # reset after alarm
     assert max(delays) <= 10, delays
+    # residuals smaller than usual are no fault: a run of large p-values raises nothing
+    assert not any(detector.update(float(p)) for p in rng.uniform(0.9, 1.0, size=300))
 
 
 def test_pvalue_counts_larger_residuals():

@@ -67,6 +67,14 @@ class Settings(BaseModel):
     tune_every: int = Field(0, ge=0, description=(
         "re-tune each twin's retrieval encoder in the background every N new transitions "
         "(needs the 'tune' extra); 0: off"))
+    alert_alpha: float = Field(0.0005, gt=0, lt=1, description=(
+        "an observation whose conformal p-value is at most this raises an anomaly alert "
+        "(needs 1/alert_alpha - 1 scored readings of the variable first)"))
+    alert_window: int = Field(2000, ge=10, description=(
+        "normalised residuals per variable that calibrate the alerts' p-values"))
+    alert_threshold: float = Field(10_000.0, gt=1, description=(
+        "level of the drift martingale's CUSUM that raises a drift alert (mean time to a "
+        "false alarm at least this many readings when nothing changes)"))
     sse_ping_s: float = Field(15.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

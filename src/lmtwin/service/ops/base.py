@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lmtwin.assimilation import Assimilator, Noise
+from lmtwin.intervene.alerts import Monitor
 from lmtwin.llm.base import LLMBackend
 from lmtwin.predictors import LLMPredictor, LocalRidge, Persistence, Predictor
 from lmtwin.schema import SchemaChange
@@ -49,6 +50,7 @@ class Entry:
     # each ingest, so state reads need no lock and never wait for a commit
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
     assimilator: Assimilator | None = None
+    monitor: Monitor | None = None  # anomaly and drift alerts (lmtwin.intervene.alerts)
 
     def noise(self) -> dict[str, Noise]:
         return {k: Noise(v["sensor"], v["process"]) for k, v in self.config["noise"].items()}
@@ -85,6 +87,7 @@ class ServiceBase:
     counters: dict[str, int]
     _twins: dict[str, Entry]
     _unavailable: dict[str, str]
+    _keys_purged_at: float  # when expired idempotency keys were last purged
     _lock: threading.Lock
 
     def _predictors(self) -> list[Predictor]:
@@ -98,6 +101,11 @@ class ServiceBase:
         twin = Twin(name, store=self.store, predictors=self._predictors(),
                     strict=config.get("strict", True), level=config.get("level", 0.9))
         entry = Entry(twin, config, meta["created_at"])
+        # anomaly and drift alerts: stored, and pushed as SSE events
+        entry.monitor = Monitor(twin, alpha=self.settings.alert_alpha,
+                                window=self.settings.alert_window,
+                                threshold=self.settings.alert_threshold)
+        entry.monitor.subscribe(lambda a: self.events.publish(name, "alert", a.to_dict()))
         if self.settings.tune_every:
             twin.start_tuner(every=self.settings.tune_every)
         history = twin.history()
@@ -155,6 +163,6 @@ class ServiceBase:
                                "values": dict(entry.states.get(episode, {}))}
         if entry.assimilator is not None:
             out["fused"] = {k: {"mean": f.mean, "sd": f.sd, "prior": f.prior, "gain": f.gain,
-                                "source": f.source}
+                                "source": f.source, "reason": f.reason}
                             for k, f in entry.assimilator.fused(episode).items()}
         return out

@@ -7,7 +7,7 @@ line below.
 
 from fastapi import APIRouter
 
-from lmtwin.service.routes import ingest, keys, live, model, read, registry
+from lmtwin.service.routes import alerts, ingest, keys, live, model, read, registry
 
 ROUTERS: list[APIRouter] = [
     registry.router,
@@ -16,4 +16,5 @@ ROUTERS: list[APIRouter] = [
     model.router,
     live.router,
     keys.router,
+    alerts.router,
 ]

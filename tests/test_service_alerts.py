@@ -1,0 +1,84 @@
+"""Alerts over real HTTP: a spike ingested raises an anomaly alert that is pushed on the
+twin's SSE stream, listed at GET /twins/{name}/alerts, acknowledged once (write key),
+and still there after the service restarts on the same SQLite file."""
+
+from __future__ import annotations
+
+import httpx
+
+from lmtwin.service import Settings
+from test_service_live import _events
+from test_service_support import XU, linear_rows, live_server
+
+ADMIN = "alerts-admin-key-0123456789abcdef"
+
+
+def _settings(path: str) -> Settings:
+    # a short calibration window, so that 60 readings are enough to flag a spike
+    return Settings(store=path, admin_key=ADMIN, alert_alpha=0.02, alert_window=100)
+
+
+def test_alerts_are_raised_pushed_listed_and_acknowledged(tmp_path):
+    db = str(tmp_path / "alerts.db")
+    with live_server(_settings(db)) as url:
+        admin = httpx.Client(base_url=url, timeout=10,
+                             headers={"Authorization": f"Bearer {ADMIN}"})
+        admin.post("/twins", json={"name": "plant", "variables": XU}).raise_for_status()
+        keys = {scope: admin.post("/keys", json={"name": scope, "twins": ["plant"],
+                                                  "scopes": [scope]}).json()["key"]
+                for scope in ("read", "write")}
+        reader = httpx.Client(base_url=url, timeout=10,
+                              headers={"Authorization": f"Bearer {keys['read']}"})
+        writer = httpx.Client(base_url=url, timeout=10,
+                              headers={"Authorization": f"Bearer {keys['write']}"})
+        writer.post("/twins/plant/observations/batch",
+                    json={"observations": linear_rows(80)}).raise_for_status()
+        quiet = reader.get("/twins/plant/alerts")
+        assert quiet.status_code == 200
+        before = quiet.json()
+        assert all(a["kind"] in ("anomaly", "drift") for a in before)
+        last = reader.get("/twins/plant/state", params={"episode": "e"}).json()["values"]
+
+        with httpx.Client(base_url=url, timeout=10) as sse, sse.stream(
+                "GET", "/twins/plant/events",
+                params={"episode": "e", "key": keys["read"]}) as stream:
+            lines = stream.iter_lines()
+            _events(lines, "state")
+            # a reading 40 m off the twin's prediction (the system moves by < 1 m a step)
+            writer.post("/twins/plant/observations", json={
+                "episode": "e", "t": 80, "values": {"x": 0.9 * last["x"] + last["u"] + 40,
+                                                     "u": 0.0}}).raise_for_status()
+            pushed = _events(lines, "alert")
+        assert pushed["kind"] == "anomaly" and pushed["variable"] == "x"
+        assert pushed["p_value"] <= 0.02 and pushed["acknowledged"] is None
+
+        listed = reader.get("/twins/plant/alerts", params={"after": pushed["id"] - 1}).json()
+        assert listed[0] == pushed
+        alert_id = pushed["id"]
+        assert reader.post(f"/twins/plant/alerts/{alert_id}/ack").status_code == 403
+        done = writer.post(f"/twins/plant/alerts/{alert_id}/ack",
+                           json={"note": "sensor cable reseated"})
+        assert done.status_code == 200, done.text
+        assert done.json()["acknowledged"]["note"] == "sensor cable reseated"
+        assert done.json()["acknowledged"]["by"]  # the key that acknowledged it
+
+        # bad input: typed errors, and nothing changes
+        snapshot = reader.get("/twins/plant/alerts").json()
+        again = writer.post(f"/twins/plant/alerts/{alert_id}/ack")
+        assert again.status_code == 409 and again.json()["error"] == "Conflict"
+        unknown = writer.post("/twins/plant/alerts/999999/ack")
+        assert unknown.status_code == 404 and unknown.json()["error"] == "NotFound"
+        assert writer.post("/twins/plant/alerts/0/ack").status_code == 422
+        assert writer.post(f"/twins/plant/alerts/{alert_id}/ack",
+                           json={"note": "x", "extra": 1}).status_code == 422
+        assert admin.get("/twins/nope/alerts").status_code == 404
+        assert reader.get("/twins/plant/alerts", params={"limit": 0}).status_code == 422
+        assert reader.get("/twins/plant/alerts").json() == snapshot
+        open_only = reader.get("/twins/plant/alerts", params={"unacknowledged": True}).json()
+        assert alert_id not in [a["id"] for a in open_only]
+
+    # a restarted service on the same file shows the same alerts and acknowledgements
+    with live_server(_settings(db)) as url:
+        admin = httpx.Client(base_url=url, timeout=10,
+                             headers={"Authorization": f"Bearer {ADMIN}"})
+        assert admin.get("/twins/plant/alerts").json() == snapshot
