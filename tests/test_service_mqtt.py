@@ -104,3 +104,44 @@ def test_service_starts_before_its_broker(tmp_path):
             pub.disconnect()
         finally:
             late.stop()
+
+
+def test_an_unexpected_error_leaves_the_message_for_redelivery(tmp_path, broker):  # noqa: F811
+    settings = Settings(store=str(tmp_path / "r.db"), mqtt_host="127.0.0.1",
+                        mqtt_port=broker.port)
+    with client(settings) as c:
+        c.post("/twins", json={"name": "a", "variables": XU}).raise_for_status()
+        c.post("/twins", json={"name": "p", "variables": XU}).raise_for_status()
+        wait_for(lambda: c.get("/health").json()["mqtt"]["connected"])
+        service = c.app.state.service
+        real, calls = service.ingest, []
+
+        def buggy(twin, rows, key=None):  # a bug: the first delivery fails, and twin p always
+            calls.append(twin)
+            if twin == "p" or len(calls) == 1:
+                raise RuntimeError("a bug in ingest")
+            return real(twin, rows, key)
+
+        service.ingest = buggy
+        errors: list[dict] = []
+        listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        listener.on_message = lambda cl, ud, msg: errors.append(json.loads(msg.payload))
+        listener.connect("127.0.0.1", broker.port)
+        listener.subscribe("lmtwin/+/errors", 1)
+        listener.loop_start()
+        pub = _publisher(broker.port)
+        _publish(pub, "lmtwin/a/observations", {"observations": linear_rows(5), "id": "r-1"})
+        # not acknowledged the first time: the broker delivered it again, and it was stored
+        wait_for(lambda: _count(c) == 5, timeout=20)
+        assert calls[:2] == ["a", "a"]
+        # a message that always fails is reported after a few attempts, not retried forever
+        _publish(pub, "lmtwin/p/observations", {"values": {"x": 1.0}, "id": "poison"})
+        wait_for(lambda: errors, timeout=30)
+        assert errors[0]["error"] == "RuntimeError" and errors[0]["id"] == "mqtt:poison"
+        assert calls.count("p") == 3
+        status = c.get("/health").json()["mqtt"]
+        assert status["not_stored"] == 3 and status["rejected"] == 1
+        service.ingest = real
+        for cl in (pub, listener):
+            cl.loop_stop()
+            cl.disconnect()

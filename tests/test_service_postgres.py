@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,8 @@ def _bin() -> Path:
 
 
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
+def pg_server() -> Iterator[tuple[str, Callable[[str], None]]]:
+    """A PostgreSQL server: its URL, and ``ctl("stop")`` / ``ctl("start")``."""
     pg = _bin()
     folder = Path(tempfile.mkdtemp(prefix="lmtwin-pg-"))
     data, port = folder / "data", free_port()
@@ -38,15 +39,25 @@ def pg_url() -> Iterator[str]:
     run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True,  # noqa: E731
                                       capture_output=True, timeout=120)
     run(str(pg / "initdb"), "-D", str(data), "-U", "lmtwin", "--auth=trust", "-E", "UTF8")
-    run(str(pg / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l", str(folder / "log"),
-        "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=on",
-        "start")
+
+    def ctl(action: str) -> None:
+        options = ["-m", "fast"] if action == "stop" else [
+            "-l", str(folder / "log"),
+            "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=on"]
+        run(str(pg / "pg_ctl"), "-D", str(data), "-w", "-t", "60", *options, action)
+
+    ctl("start")
     try:
         run(str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "lmtwin", "twins")
-        yield f"postgresql://lmtwin@127.0.0.1:{port}/twins"
+        yield f"postgresql://lmtwin@127.0.0.1:{port}/twins", ctl
     finally:
         run(str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: tuple[str, Callable[[str], None]]) -> str:
+    return pg_server[0]
 
 
 def test_postgres_store_conforms(pg_url):
@@ -75,3 +86,27 @@ def test_service_on_postgres_survives_restart(pg_url):
         p = c.post("/twins/pg/predict", json={"state": {"x": 1.0}, "action": {"u": 0.5}})
         assert p.status_code == 200 and abs(p.json()["mean"]["x"] - 1.4) < 0.2
         assert c.get("/twins/pg/knowledge").json()[0]["text"] == "stored in PostgreSQL"
+
+
+def test_a_lost_postgres_connection_is_a_store_error_then_recovers(pg_server):
+    from lmtwin.errors import StoreError
+    from lmtwin.service.db import ServiceDB
+
+    url, ctl = pg_server
+    with pytest.raises(StoreError, match="cannot connect"):
+        ServiceDB(f"postgresql://lmtwin@127.0.0.1:{free_port()}/twins")
+    with client(Settings(store=url)) as c:
+        c.post("/twins", json={"name": "lost", "variables": XU}).raise_for_status()
+        ctl("stop")
+        try:
+            r = c.post("/twins/lost/observations", json={"values": {"x": 1.0}})
+            assert r.status_code == 503 and r.json()["error"] == "StoreError", r.text
+            assert c.get("/twins/lost/history").json()["error"] == "StoreError"
+        finally:
+            ctl("start")
+        # the server is back: the next requests open new connections and work
+        r = c.post("/twins/lost/observations", json={"values": {"x": 1.0}})
+        if r.status_code == 503:  # the first call may still see the old, dead connection
+            r = c.post("/twins/lost/observations", json={"values": {"x": 1.0}})
+        assert r.status_code == 201, r.text
+        assert len(c.get("/twins/lost/history").json()) == 1

@@ -94,7 +94,8 @@ class TwinService(Registry, Ingest, Reads, Model):
         self._twins = {}
         self._unavailable = {}
         self._lock = threading.Lock()
-        self.db.forget_before(time.time() - settings.idempotency_ttl_s)
+        self._keys_purged_at = time.time()
+        self.db.forget_before(self._keys_purged_at - settings.idempotency_ttl_s)
         # with no admin key configured, one is generated at the first start (the caller
         # shows it once; only its hash is stored)
         self.generated_admin_key = ensure_admin(self.db, settings)

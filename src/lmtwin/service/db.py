@@ -57,8 +57,10 @@ class ServiceDB:
             elif self._pg:
                 import psycopg
 
-                self._db = psycopg.connect(url, autocommit=True)
+                from lmtwin.service.postgres import connect
+
                 self._errors = (psycopg.Error,)
+                self._db = connect(url)
             else:
                 path = ":memory:" if url == "memory" else url
                 self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -80,6 +82,10 @@ class ServiceDB:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
+                if self._pg and (self._db.closed or self._db.broken):
+                    from lmtwin.service.postgres import connect
+
+                    self._db = connect(self.url)  # the server dropped it (a restart)
                 cur = self._db.execute(self._sql(sql), tuple(args))
                 return list(cur.fetchall()) if cur.description else []
             except self._errors as exc:
@@ -108,9 +114,10 @@ class ServiceDB:
                      (time.time(), name))
 
     # --- idempotency ---------------------------------------------------------------
-    def replay(self, twin: str, key: str) -> dict[str, Any] | None:
-        rows = self.execute("SELECT response FROM service_idempotency WHERE twin = ? AND key = ?",
-                            (twin, key))
+    def replay(self, twin: str, key: str, since: float) -> dict[str, Any] | None:
+        """The answer first given to ``key``, if it was recorded at ``since`` or later."""
+        rows = self.execute("SELECT response FROM service_idempotency WHERE twin = ? AND key = ?"
+                            " AND created_at >= ?", (twin, key, since))
         return json.loads(rows[0][0]) if rows else None
 
     def forget_before(self, at: float) -> None:

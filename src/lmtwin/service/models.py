@@ -75,6 +75,10 @@ class TwinOut(BaseModel):
     episodes: list[str]
     n_notes: int
     subscribers: int
+    assimilation: dict[str, Any] | None = Field(None, description=(
+        "with a declared sensor noise: the readings whose Kalman prior fell back from the "
+        "twin's forecast to a random walk, counted per cause (NotReady, BackendError, "
+        "ParseError, ...), and the last reason"))
 
 
 class KnowledgeIn(Strict):

@@ -8,14 +8,23 @@ the broker redelivers anything the service did not store. A message that can nev
 stored (bad JSON, unknown twin, invalid value) is acknowledged and its error published
 to ``PREFIX/<twin>/errors``. A stored message with an id is confirmed on
 ``PREFIX/<twin>/acks``. The client reconnects by itself when the broker restarts.
+
+A message that was not stored because of a store failure or an unexpected error (a bug)
+is not acknowledged: the client keeps a persistent session (a client id fixed per store
+and prefix, ``clean_session=False``) and reconnects, so the broker delivers it again.
+A message that fails unexpectedly ``MAX_ATTEMPTS`` times is reported on the errors topic
+and acknowledged, so one poisonous message cannot stall the stream. The persistent
+session also means that QoS 1 messages published while the service was down are
+delivered when it comes back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
-import uuid
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,28 +35,39 @@ from lmtwin.service.core import TwinService
 
 log = logging.getLogger("lmtwin.service.mqtt")
 
+MAX_ATTEMPTS = 3  # unexpected failures of one message before it is reported and dropped
+
 
 class MqttIngest:
     def __init__(self, service: TwinService, host: str, port: int = 1883,
-                 prefix: str = "lmtwin", qos: int = 1) -> None:
+                 prefix: str = "lmtwin", qos: int = 1, client_id: str | None = None) -> None:
         try:
             import paho.mqtt.client as mqtt
         except ImportError as exc:
             raise DependencyNotInstalled("paho-mqtt", "service") from exc
         self.service = service
         self.host, self.port, self.prefix, self.qos = host, port, prefix.rstrip("/"), qos
-        self.counts = {"received": 0, "stored": 0, "rejected": 0, "connects": 0}
+        self.counts = {"received": 0, "stored": 0, "rejected": 0, "connects": 0,
+                       "not_stored": 0}
         self.connected = threading.Event()
         self.stopping = False
-        # a fresh session per connection: what was published while the service was away
-        # is not replayed (publishers retry QoS 1 messages the broker never accepted)
+        self._failures: dict[str, int] = {}  # message digest -> unexpected failures
+        self._reconnecting = threading.Lock()
+        # a persistent session, so that what is not acknowledged is delivered again (after
+        # a reconnect, or a restart of the service); one service per store and prefix
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"lmtwin-{uuid.uuid4().hex[:8]}",
-                                  clean_session=True, manual_ack=True)
+                                  client_id=client_id or self.default_client_id(
+                                      service.settings.store, self.prefix),
+                                  clean_session=False, manual_ack=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+
+    @staticmethod
+    def default_client_id(store: str, prefix: str) -> str:
+        """A client id fixed per store and prefix (MQTT allows 23 characters)."""
+        return "lmtwin-" + hashlib.sha256(f"{store}|{prefix}".encode()).hexdigest()[:16]
 
     def start(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=30)
@@ -106,15 +126,52 @@ class MqttIngest:
                                json.dumps({"id": key[5:], **result}), qos=0)
         except StoreError as exc:
             ack = False  # not stored: let the broker deliver it again
+            self.counts["not_stored"] += 1
             log.error("MQTT message on %s not stored: %s", msg.topic, exc)
         except (ValueError, ValidationError, LmtwinError) as exc:
             self.counts["rejected"] += 1
-            error = {"error": type(exc).__name__, "detail": str(exc)[:500], "id": key}
-            client.publish(f"{self.prefix}/{twin or '_'}/errors", json.dumps(error), qos=0)
-        except Exception:
-            # a bug must not stop the network thread (paho re-raises from callbacks)
-            self.counts["rejected"] += 1
+            self._report(client, twin, exc, key)
+        except Exception as exc:
+            # a bug: not acknowledged, so the broker delivers it again (a bug must not
+            # stop the network thread either: paho re-raises from callbacks)
             log.exception("MQTT message on %s could not be handled", msg.topic)
+            digest = hashlib.sha256(msg.topic.encode() + b"\0" + msg.payload).hexdigest()
+            failures = self._failures[digest] = self._failures.get(digest, 0) + 1
+            if failures >= MAX_ATTEMPTS:  # poisonous: report it and let it go
+                self._failures.pop(digest, None)
+                self.counts["rejected"] += 1
+                self._report(client, twin, exc, key)
+            else:
+                ack = False
+                self.counts["not_stored"] += 1
+            if len(self._failures) > 10_000:
+                self._failures.clear()
         finally:
-            if ack and msg.qos > 0:
-                client.ack(msg.mid, msg.qos)
+            if msg.qos > 0:
+                if ack:
+                    client.ack(msg.mid, msg.qos)
+                else:
+                    self._redeliver()
+
+    def _report(self, client: Any, twin: str, exc: Exception, key: str | None) -> None:
+        error = {"error": type(exc).__name__, "detail": str(exc)[:500], "id": key}
+        client.publish(f"{self.prefix}/{twin or '_'}/errors", json.dumps(error), qos=0)
+
+    def _redeliver(self) -> None:
+        """Reconnect (the persistent session keeps what was not acknowledged): the broker
+        then delivers the unacknowledged messages again. From another thread, as paho
+        must not reconnect inside its own callback; one reconnect at a time."""
+        if self.stopping or not self._reconnecting.acquire(blocking=False):
+            return
+
+        def reconnect() -> None:
+            try:
+                time.sleep(0.5)  # let the other messages of this burst arrive first
+                if not self.stopping:
+                    self.client.reconnect()
+            except (OSError, ValueError) as exc:  # the loop's own reconnection takes over
+                log.warning("MQTT reconnect for redelivery failed: %s", exc)
+            finally:
+                self._reconnecting.release()
+
+        threading.Thread(target=reconnect, name="mqtt-redeliver", daemon=True).start()

@@ -44,6 +44,18 @@ _SCHEMA = [
 ]
 
 
+def connect(url: str) -> Any:
+    """An autocommit psycopg connection; any failure is a StoreError naming the reason."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise DependencyNotInstalled("psycopg", "service") from exc
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
+
+
 class PostgresStore(Keyed):
     """Append-only store on PostgreSQL. Thread-safe (one connection behind a lock).
 
@@ -60,8 +72,8 @@ class PostgresStore(Keyed):
         self._psycopg = psycopg
         self.url = url
         self._lock = threading.Lock()
+        self._db = connect(url)
         try:
-            self._db = psycopg.connect(url, autocommit=True)
             with self._db.transaction():
                 # one creator at a time when several processes start together
                 self._db.execute("SELECT pg_advisory_xact_lock(7432001)")
@@ -70,11 +82,19 @@ class PostgresStore(Keyed):
         except psycopg.Error as exc:
             raise StoreError(f"cannot open PostgreSQL store: {exc}") from exc
 
+    def _conn(self) -> Any:
+        """The connection, opened again if the server dropped it (a restart): the call
+        that saw it drop failed with StoreError, the next one works."""
+        if self._db.closed or self._db.broken:
+            self._db = connect(self.url)
+        return self._db
+
     def _write(self, sql: str, rows: Sequence[tuple[Any, ...]],
                key: tuple[str, str, float, str] | None = None) -> None:
         with self._lock:
             try:
-                with self._db.transaction(), self._db.cursor() as cur:
+                db = self._conn()
+                with db.transaction(), db.cursor() as cur:
                     cur.executemany(sql, rows)
                     if key is not None:  # the idempotency record, in the same transaction
                         cur.execute(INSERT_KEY.replace("?", "%s"), key)
@@ -84,7 +104,7 @@ class PostgresStore(Keyed):
     def _read(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
-                return self._db.execute(sql, args).fetchall()
+                return self._conn().execute(sql, args).fetchall()
             except self._psycopg.Error as exc:
                 raise StoreError(f"read from PostgreSQL failed: {exc}") from exc
 
@@ -137,7 +157,7 @@ class PostgresStore(Keyed):
         at, text = time.time(), json.dumps(payload, allow_nan=False)
         with self._lock:
             try:
-                row = self._db.execute(
+                row = self._conn().execute(
                     "INSERT INTO records (twin, kind, at, payload) VALUES (%s, %s, %s, %s)"
                     " RETURNING id", (twin, kind, at, text)).fetchone()
             except self._psycopg.Error as exc:

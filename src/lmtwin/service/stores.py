@@ -21,8 +21,10 @@ from lmtwin.service.db import IDEMPOTENCY_TABLE
 from lmtwin.store import SQLiteStore
 from lmtwin.types import Observation
 
+# an expired key not purged yet is replaced, not a conflict (replay ignores it already)
 INSERT_KEY = ("INSERT INTO service_idempotency (twin, key, created_at, response)"
-              " VALUES (?, ?, ?, ?)")
+              " VALUES (?, ?, ?, ?) ON CONFLICT (twin, key) DO UPDATE SET"
+              " created_at = excluded.created_at, response = excluded.response")
 
 
 class Keyed:

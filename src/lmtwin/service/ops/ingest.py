@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,7 +34,9 @@ class Ingest(ServiceBase):
         with entry.lock:
             digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
             if key is not None:
-                previous = self.db.replay(name, key)
+                now = time.time()
+                self._purge_keys(now)
+                previous = self.db.replay(name, key, now - self.settings.idempotency_ttl_s)
                 if previous is not None:
                     if previous.pop("request", digest) != digest:
                         raise Conflict(f"idempotency key {key!r} was used for another request")
@@ -63,16 +66,31 @@ class Ingest(ServiceBase):
         self.events.publish(name, "state", {"states": states})
         return result
 
+    def _purge_keys(self, now: float) -> None:
+        """Forget idempotency keys older than their time to live, at most every tenth of
+        it (and every 10 minutes), so the table stays bounded while the service runs."""
+        if now - self._keys_purged_at >= min(self.settings.idempotency_ttl_s / 10, 600.0):
+            self._keys_purged_at = now
+            self.db.forget_before(now - self.settings.idempotency_ttl_s)
+
     def _prepare(self, entry: Entry, rows: Sequence[Mapping[str, Any]]) -> list[Observation]:
         """Rows as observations with their times (default: the episode's last time + 1,
         as Twin.observe does); times must rise within each episode. Unknown names become
-        state variables on a lenient twin."""
+        state variables on a lenient twin, once the whole batch is valid (a refused batch
+        changes no schema)."""
         twin = entry.twin
-        if not twin.strict:
-            names = dict.fromkeys(n for row in rows for n in row["values"]
-                                  if n not in twin.schema)
-            for var in [Variable(n, "state", description="added from data") for n in names]:
+        new = dict.fromkeys(n for row in rows for n in twin.schema.unknown(row["values"]))
+        if new and not twin.strict:
+            out = self._observations(entry, rows, lenient=True)
+            for var in [Variable(n, "state", description="added from data") for n in new]:
                 twin.add_variable(var)
+            return out
+        return self._observations(entry, rows, lenient=False)
+
+    def _observations(self, entry: Entry, rows: Sequence[Mapping[str, Any]],
+                      lenient: bool) -> list[Observation]:
+        """Validated observations; ``lenient``: unknown names are about to be added."""
+        twin = entry.twin
         last = dict(entry.last_t)
         out: list[Observation] = []
         for row in rows:
@@ -85,7 +103,7 @@ class Ingest(ServiceBase):
                 raise InvalidValue("t", t, f"not after episode {episode!r}'s last time "
                                            f"{last[episode]}")
             last[episode] = t
-            values = twin.schema.validate(row["values"], strict=True)
+            values = twin.schema.validate(row["values"], strict=not lenient)
             if not values:  # as Twin.observe: an observation carries at least one value
                 raise SchemaError(f"observation {len(out)} of the batch has no values")
             obs = Observation(episode, t, values)

@@ -40,7 +40,8 @@ class Model(ServiceBase):
         if state is None:
             state = self._current(entry, episode)
         sim = entry.twin.simulate(state, plan, n_paths=n_paths, horizon=horizon)
-        q = sim.quantiles((0.05, 0.5, 0.95))
+        level = entry.twin.level  # the band the twin's intervals are calibrated for
+        q = sim.quantiles(((1 - level) / 2, 0.5, (1 + level) / 2))
         mean = sim.paths.mean(axis=0)
         return jsonable({
             "variables": sim.variables,
@@ -50,6 +51,6 @@ class Model(ServiceBase):
             "lower": {v: q[0, :, j] for j, v in enumerate(sim.variables)},
             "median": {v: q[1, :, j] for j, v in enumerate(sim.variables)},
             "upper": {v: q[2, :, j] for j, v in enumerate(sim.variables)},
-            "level": 0.9,
+            "level": level,
         })
 

@@ -77,6 +77,9 @@ class Registry(ServiceBase):
             "tuner_error": twin.tuner.error_ if twin.tuner else None,
             "episodes": sorted(entry.states),
             "n_notes": len(twin.notes),
+            "assimilation": None if entry.assimilator is None else {
+                "fallbacks": dict(entry.assimilator.fallbacks_),
+                "last_fallback": entry.assimilator.last_fallback_},
             "subscribers": self.events.subscribers(name),
         }
 
