@@ -8,7 +8,7 @@ import httpx
 
 from lmtwin.service import Settings
 from test_service_live import _events
-from test_service_support import XU, linear_rows, live_server
+from test_service_support import XU, Chromium, linear_rows, live_server, wait_for
 
 ADMIN = "alerts-admin-key-0123456789abcdef"
 
@@ -82,3 +82,58 @@ def test_alerts_are_raised_pushed_listed_and_acknowledged(tmp_path):
         admin = httpx.Client(base_url=url, timeout=10,
                              headers={"Authorization": f"Bearer {ADMIN}"})
         assert admin.get("/twins/plant/alerts").json() == snapshot
+
+
+def test_dashboard_alerts_panel_in_chromium(tmp_path):
+    """The open alerts appear on the dashboard, a new one arrives live over SSE, and the
+    page's button acknowledges one (a write key), all under the page's CSP."""
+    browser = Chromium(tmp_path / "profile")
+    try:
+        with live_server(_settings(str(tmp_path / "d.db"))) as url:
+            admin = httpx.Client(base_url=url, timeout=10,
+                                 headers={"Authorization": f"Bearer {ADMIN}"})
+            admin.post("/twins", json={"name": "plant", "variables": XU}).raise_for_status()
+            admin.post("/twins/plant/observations/batch",
+                       json={"observations": linear_rows(80, episode="default")}
+                       ).raise_for_status()
+
+            def spike(t: int) -> None:
+                x = admin.get("/twins/plant/state").json()["values"]["x"]
+                admin.post("/twins/plant/observations", json={
+                    "t": t, "values": {"x": x + 50.0, "u": 0.0}}).raise_for_status()
+                # the next reading back to normal, so the twin is not left on the spike
+                admin.post("/twins/plant/observations", json={
+                    "t": t + 1, "values": {"x": 0.9 * x, "u": 0.0}}).raise_for_status()
+
+            spike(80)
+            first = [a["id"] for a in admin.get("/twins/plant/alerts",
+                                                params={"unacknowledged": True}).json()]
+            assert first
+            key = admin.post("/keys", json={"name": "operator", "twins": ["plant"],
+                                            "scopes": ["read", "write"]}).json()["key"]
+            browser.page("Page.navigate", url=f"{url}/twins/plant/dashboard?key={key}")
+            wait_for(lambda: browser.eval("document.body && document.body.dataset.loaded"),
+                     timeout=20)
+            assert browser.eval("document.body.dataset.loaded") == "yes"
+            rows = "[...document.querySelectorAll('#alerts tbody tr')]"
+            shown = browser.eval(f"{rows}.map(r => Number(r.dataset.alert))")
+            assert sorted(shown) == sorted(first[-50:])
+            assert "anomaly" in browser.eval(f"{rows}.map(r => r.className)")
+            wait_for(lambda: browser.eval("document.getElementById('status').textContent")
+                     == "live", timeout=10)
+            spike(90)  # a new alert reaches the open page over Server-Sent Events
+            newest = admin.get("/twins/plant/alerts").json()[-1]["id"]
+            wait_for(lambda: newest in browser.eval(
+                f"{rows}.map(r => Number(r.dataset.alert))"), timeout=10)
+            browser.eval(f"document.querySelector('#alerts button[data-id=\"{newest}\"]')"
+                         ".click()")
+            wait_for(lambda: newest not in browser.eval(
+                f"{rows}.map(r => Number(r.dataset.alert))"), timeout=10)
+            assert "acknowledged" in browser.eval(
+                "document.getElementById('alert-msg').textContent")
+            done = {a["id"]: a for a in admin.get("/twins/plant/alerts").json()}
+            assert done[newest]["acknowledged"]["by"]
+            browser.page("Page.navigate", url="about:blank")
+            admin.close()
+    finally:
+        browser.close()

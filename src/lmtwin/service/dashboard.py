@@ -20,6 +20,8 @@ _PAGE = """<!doctype html>
  #status.live{background:#3a3;color:#fff}
  .grid{display:grid;grid-template-columns:minmax(300px,1fr) 2fr;gap:1.5em}
  canvas{background:#fff;border:1px solid #ddd;width:100%;height:320px}
+ #alerts tr.anomaly td.kind{color:#c0392b;font-weight:600}
+ #alerts tr.drift td.kind{color:#d35400;font-weight:600}
 </style></head>
 <body>
 <h1>Twin <span id="twin">__TITLE__</span></h1>
@@ -38,7 +40,11 @@ _PAGE = """<!doctype html>
   <h2>Knowledge</h2><ul id="notes"></ul>
  </div>
  <div><h2>Recent history</h2><canvas id="chart" width="900" height="320"></canvas>
-  <div id="legend" class="muted"></div></div>
+  <div id="legend" class="muted"></div>
+  <h2>Open alerts <span id="alert-count" class="muted"></span></h2>
+  <table id="alerts"><thead><tr><th>t</th><th>episode</th><th>variable</th><th>kind</th>
+  <th>reading</th><th>predicted</th><th>p-value / CUSUM</th><th></th></tr></thead>
+  <tbody></tbody></table><div id="alert-msg" class="muted"></div></div>
 </div>
 <script nonce="__NONCE__">
 const TWIN = __NAME__;
@@ -139,6 +145,46 @@ async function predictNext() {
       `outcome (nominal ${(100 * perf.level).toFixed(0)}%)`;
   } finally { predicting = false; }
 }
+// open (unacknowledged) alerts, newest first; a write key can acknowledge them
+function showAlert(a) {
+  if (a.acknowledged) return;
+  const body = document.querySelector("#alerts tbody");
+  if (body.querySelector(`tr[data-alert="${a.id}"]`)) return;
+  const tr = document.createElement("tr");
+  tr.dataset.alert = a.id; tr.className = a.kind;
+  const score = a.kind === "anomaly" ? "p " + fmt(a.p_value) : "CUSUM " + fmt(a.martingale);
+  tr.innerHTML = `<td class="num">${fmt(a.t)}</td><td>${esc(a.episode)}</td>` +
+    `<td>${esc(a.variable)}</td><td class="kind">${esc(a.kind)}</td>` +
+    `<td class="num">${fmt(a.actual)}</td><td class="num">${fmt(a.predicted)}</td>` +
+    `<td class="num">${score}</td><td><button class="ack" data-id="${a.id}">` +
+    `acknowledge</button></td>`;
+  body.insertBefore(tr, body.firstChild);
+  while (body.children.length > 50) body.removeChild(body.lastChild);
+  document.getElementById("alert-count").textContent = `(${body.children.length})`;
+}
+async function loadAlerts() {
+  const open = await get("/alerts?unacknowledged=true&limit=10000");
+  document.querySelector("#alerts tbody").innerHTML = "";
+  document.getElementById("alert-count").textContent = "(0)";
+  open.slice(-50).forEach(showAlert);
+}
+document.getElementById("alerts").addEventListener("click", async e => {
+  const id = e.target.dataset && e.target.dataset.id;
+  if (!id) return;
+  const r = await fetch(base + "/alerts/" + id + "/ack", {method: "POST",
+    headers: {...HEAD, "Content-Type": "application/json"}, body: "{}"});
+  const msg = document.getElementById("alert-msg");
+  if (r.ok || r.status === 409) {
+    const row = document.querySelector(`#alerts tr[data-alert="${id}"]`);
+    if (row) row.remove();
+    msg.textContent = `alert ${id} acknowledged`;
+    document.getElementById("alert-count").textContent =
+      `(${document.querySelector("#alerts tbody").children.length})`;
+  } else {
+    msg.textContent = `alert ${id}: ` + (r.status === 403 ?
+      "acknowledging needs a key with the write scope" : "error " + r.status);
+  }
+});
 async function load() {
   const twin = await get("");
   document.getElementById("version").textContent = twin.schema_version;
@@ -153,6 +199,7 @@ async function load() {
   const hist = await get("/history?limit=500&episode=" + encodeURIComponent(EPISODE));
   hist.forEach(addPoint); draw();
   await predictNext();
+  await loadAlerts();
   document.body.dataset.loaded = "yes";
 }
 function live() {
@@ -178,6 +225,7 @@ function live() {
   });
   es.addEventListener("schema", () => load());
   es.addEventListener("knowledge", () => load());
+  es.addEventListener("alert", e => showAlert(JSON.parse(e.data)));
 }
 load().then(live).catch(err => { document.body.dataset.loaded = "error: " + err; });
 </script>
