@@ -336,5 +336,11 @@ def bench_service(
     console.print(f"written: {out / 'service.md'}, {out / 'service.json'}")
 
 
+# lmtwin whatif | optimise | time-to | bench intervene (lmtwin.intervene.cli)
+from lmtwin.intervene.cli import register as _register_intervene  # noqa: E402
+
+_register_intervene(app, bench_app)
+
+
 def main() -> None:  # pragma: no cover
     app()

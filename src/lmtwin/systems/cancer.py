@@ -106,3 +106,18 @@ def simulate_patients(
             v[t + 1] = max(v[t] + dv, 0.0)
         patients.append(Patient(v, c, ca, ra))
     return patients
+
+
+def cancer_step(
+    v: np.ndarray | float, c: np.ndarray | float, ca: np.ndarray | float,
+    ra: np.ndarray | float, rho: float = RHO,
+    radio_effect: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One Euler step of many patients at once (the equations of ``simulate_patients``):
+    the true simulator that scores plans and that the oracle plans with."""
+    v, c = np.asarray(v, dtype=float), np.asarray(c, dtype=float)
+    safe = np.where(v > 0, v, 1.0)
+    growth = rho * np.log(K / safe) - BETA_C * c
+    growth = growth - radio_effect * (ALPHA_R * ra + BETA_R * np.asarray(ra) ** 2)
+    dv = np.where(v > 0, growth * v, 0.0)
+    return np.maximum(v + dv, 0.0), np.maximum(c - c / 2.0 + ca, 0.0)

@@ -26,3 +26,16 @@ def simulate_tank(steps: int = 200, period: int = 20, gain: float = 2.0, leak: f
         levels[i] = level
         level = level + gain * valves[i] - leak * level
     return levels, valves
+
+
+def tank_step(level: np.ndarray | float, valve: np.ndarray | float, gain: float = 2.0,
+              leak: float = 0.05,
+              noise: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """One step of many tanks at once, with process noise of standard deviation
+    ``noise`` (drawn from ``rng``); the level never goes below 0."""
+    level = np.asarray(level, dtype=float)
+    nxt = level + gain * np.asarray(valve, dtype=float) - leak * level
+    if noise > 0:
+        gen = rng if rng is not None else np.random.default_rng()
+        nxt = nxt + noise * gen.standard_normal(np.shape(nxt))
+    return np.maximum(nxt, 0.0)
