@@ -25,9 +25,14 @@ def _bin() -> Path:
     raise AssertionError  # unreachable
 
 
+# url -> ctl("stop") / ctl("start") of the server behind it
+CONTROLS: dict[str, Callable[[str], None]] = {}
+
+
 @pytest.fixture(scope="module")
-def pg_server() -> Iterator[tuple[str, Callable[[str], None]]]:
-    """A PostgreSQL server: its URL, and ``ctl("stop")`` / ``ctl("start")``."""
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL server's URL (``CONTROLS[url]`` stops and starts it); other test
+    modules import this fixture alone."""
     pg = _bin()
     folder = Path(tempfile.mkdtemp(prefix="lmtwin-pg-"))
     data, port = folder / "data", free_port()
@@ -49,15 +54,12 @@ def pg_server() -> Iterator[tuple[str, Callable[[str], None]]]:
     ctl("start")
     try:
         run(str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "lmtwin", "twins")
-        yield f"postgresql://lmtwin@127.0.0.1:{port}/twins", ctl
+        url = f"postgresql://lmtwin@127.0.0.1:{port}/twins"
+        CONTROLS[url] = ctl
+        yield url
     finally:
         run(str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def pg_url(pg_server: tuple[str, Callable[[str], None]]) -> str:
-    return pg_server[0]
 
 
 def test_postgres_store_conforms(pg_url):
@@ -88,11 +90,11 @@ def test_service_on_postgres_survives_restart(pg_url):
         assert c.get("/twins/pg/knowledge").json()[0]["text"] == "stored in PostgreSQL"
 
 
-def test_a_lost_postgres_connection_is_a_store_error_then_recovers(pg_server):
+def test_a_lost_postgres_connection_is_a_store_error_then_recovers(pg_url):
     from lmtwin.errors import StoreError
     from lmtwin.service.db import ServiceDB
 
-    url, ctl = pg_server
+    url, ctl = pg_url, CONTROLS[pg_url]
     with pytest.raises(StoreError, match="cannot connect"):
         ServiceDB(f"postgresql://lmtwin@127.0.0.1:{free_port()}/twins")
     with client(Settings(store=url)) as c:
