@@ -76,10 +76,11 @@ def test_learning_goes_on_as_the_twin_updates():
     learners = q_learners(game, explore(game, episodes=3), bins=4)
     train(env, learners, episodes=5)
     table = learners["chemo"].q_.copy()
-    n = len(tw.retriever)
+    n, starts = len(tw.retriever), len(game.starts)
     for t, row in enumerate(cancer_twin(patients=1, steps=20).history()):
         tw.observe(row.values, episode="new", t=float(t))
     assert len(tw.retriever) > n
+    assert len(game.starts) == starts + 1  # resets now draw the new episode's start too
     train(env, learners, episodes=5, seed=100)  # the same env, now on the updated twin
     assert learners["chemo"].episodes_ == 10
     assert not np.array_equal(table, learners["chemo"].q_)

@@ -54,6 +54,22 @@ def episode_starts(twin: Twin) -> list[dict[str, float]]:
     return [s for s in firsts.values() if all(k in s for k in states)]
 
 
+class _Starts:
+    """The twin's episode starts, read again when it has taken in new transitions (so a
+    game resets from new episodes too)."""
+
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+        self._seen = -1
+        self._starts: list[dict[str, float]] = []
+
+    def __call__(self) -> list[dict[str, float]]:
+        n = len(self.twin.retriever)
+        if n != self._seen:
+            self._starts, self._seen = episode_starts(self.twin), n
+        return self._starts
+
+
 def twin_game(
     twin: Twin,
     objective: Objective,
@@ -76,8 +92,8 @@ def twin_game(
     if n < min_transitions:
         raise NotReady(f"the twin holds {n} transitions; an environment needs "
                        f"{min_transitions} (observe more episodes first)")
-    starts = episode_starts(twin)
-    if not starts:
+    starts = _Starts(twin)
+    if not starts():
         raise NotReady("no stored episode starts with every state variable")
     if agents is None:
         agents = {"agent": twin.schema.actions}

@@ -55,7 +55,8 @@ class Game:
         dynamics: the twin (``TwinDynamics``) or a true system with the same schema.
         objective: scores each step and gives each agent its reward.
         agents: agent name -> the action variables it owns.
-        starts: initial states to reset from (the twin's stored episode starts).
+        starts: initial states to reset from, or a function returning them (the twin's
+            stored episode starts, which grow as it observes).
         horizon: steps per episode.
         shaping: how agents' rewards are shared (None: independent).
         levels: action variable -> the values an agent may choose (discrete actions, for
@@ -74,7 +75,7 @@ class Game:
         dynamics: Dynamics,
         objective: Objective,
         agents: Mapping[str, Sequence[str]],
-        starts: Sequence[Mapping[str, float]],
+        starts: Sequence[Mapping[str, float]] | Callable[[], Sequence[Mapping[str, float]]],
         horizon: int = 30,
         shaping: Shaping | None = None,
         levels: Mapping[str, Sequence[float]] | None = None,
@@ -110,11 +111,12 @@ class Game:
                 raise OwnershipError(f"observe_totals names {n!r}, which is not an action")
         self.clock = clock
         self.levels = None if levels is None else self._check_levels(levels)
-        self.starts = [dict(s) for s in starts]
-        if not self.starts:
+        self._starts = starts
+        first = self.starts
+        if not first:
             raise ValueError("a game needs at least one start state")
         self._default = default
-        self.default_action(self.starts[0])  # a bad default is refused now, not mid-run
+        self.default_action(first[0])  # a bad default is refused now, not mid-run
 
     # --- actions ---------------------------------------------------------------------
     def _check_levels(self, levels: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
@@ -195,8 +197,14 @@ class Game:
         rewards = self.objective.rewards(ev, self.agents)
         return Outcome(merged, ev, rewards, self.shaping(rewards), dict(action), sigma)
 
+    @property
+    def starts(self) -> list[dict[str, float]]:
+        """The start states as they are now."""
+        return [dict(s) for s in (self._starts() if callable(self._starts) else self._starts)]
+
     def start(self, rng: np.random.Generator) -> dict[str, float]:
-        return dict(self.starts[int(rng.integers(len(self.starts)))])
+        starts = self._starts() if callable(self._starts) else self._starts
+        return dict(starts[int(rng.integers(len(starts)))])
 
     def play(
         self,
@@ -235,7 +243,7 @@ class Game:
     def with_dynamics(self, dynamics: Dynamics) -> Game:
         """The same game on other dynamics with the same variables (e.g. the true system,
         to score there what was learnt on the twin)."""
-        return Game(dynamics, self.objective, self.agents, self.starts, self.horizon,
+        return Game(dynamics, self.objective, self.agents, self._starts, self.horizon,
                     self.shaping, self.levels, self._default, self.observe,
                     self.observe_totals, self.clock)
 
