@@ -122,3 +122,20 @@ def test_language_model_joins_only_when_named():
     twin.simulate({"x": 1.0}, [{"u": 0.0}] * 3, n_paths=4, seed=0,
                   predictors=["numeric", "llm"])
     assert len(backend.prompts) == calls + 12  # one call per path-step
+
+
+def test_noise_draws_from_residuals_of_similar_difficulty():
+    from lmtwin.uncertainty import Calibrator
+
+    cal = Calibrator(window=300)
+    rng = np.random.default_rng(0)
+    for i in range(300):  # additive noise 0.5 whatever the difficulty sigma
+        sigma = 0.05 if i % 2 else 2.0
+        cal.add("x", 0.5 * rng.standard_normal(), 0.0, sigma)
+    u = np.full(2, 0.95)
+    mixed = cal.residual_quantiles("x", u)
+    binned = cal.residual_quantiles("x", u, np.array([0.05, 2.0]))
+    # noise = sigma * q: binned, both difficulties give the true 95% point 0.5 * 1.645
+    assert binned[0] * 0.05 == pytest.approx(0.82, rel=0.25)
+    assert binned[1] * 2.0 == pytest.approx(0.82, rel=0.25)
+    assert mixed[1] * 2.0 > 3 * 0.82  # mixed: easy steps' large ratios inflate hard ones

@@ -4,7 +4,8 @@ At each step the nearest examples of every path come from one batch search (one 
 product, or one faiss call on a large store), each numeric predictor answers every path
 in numpy (``predict_batch``), the answers are combined with the twin's Hedge weights,
 and noise is drawn from the calibrated residuals: ``sigma * q(u)``, where ``q`` is the
-inverse distribution of the twin's recent normalised residuals and ``u`` uniforms drawn
+inverse distribution of the twin's recent normalised residuals of similar difficulty
+(``Calibrator.residual_quantiles``, five bins of sigma) and ``u`` uniforms drawn
 once per rollout. Two plans given the same uniforms see the same noise (common random
 numbers), so their difference is not hidden by sampling noise.
 
@@ -121,7 +122,7 @@ def rollout(
             spread = np.sqrt(np.einsum("pn,pnt->nt", w, dev**2))
             # the twin's difficulty (uncertainty.conformal.difficulty), for every path
             sigma = spread + 0.5 * np.abs(mean - cur) + 1e-3 * (scale + np.abs(cur)) + 1e-9
-            z = np.column_stack([_quantiles(twin, t, u[:, step, j])
+            z = np.column_stack([_quantiles(twin, t, u[:, step, j], sigma[:, j])
                                  for j, t in enumerate(targets)])
             nxt = mean + sigma * z
         nxt = np.clip(nxt, lower, upper)
@@ -131,8 +132,8 @@ def rollout(
     return Rollout(targets, x, list(actions), plans, answered)
 
 
-def _quantiles(twin: Twin, target: str, u: np.ndarray) -> np.ndarray:
-    q = twin.calibrator.residual_quantiles(target, u)
+def _quantiles(twin: Twin, target: str, u: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    q = twin.calibrator.residual_quantiles(target, u, sigma)
     if q is None:  # checked before the rollout; a concurrent reset of the calibrator
         raise NotReady(f"the intervals of {target!r} are not calibrated")
     return q
