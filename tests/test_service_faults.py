@@ -170,7 +170,7 @@ def test_every_error_is_json_even_a_bug(tmp_path):
 def test_the_service_store_commits_durably(tmp_path):
     with client(Settings(store=str(tmp_path / "d.db"))) as c:
         service = c.app.state.service
-        (level,) = service.store.connection[0].execute("PRAGMA synchronous").fetchone()
+        [(level,)] = service.store.execute("PRAGMA synchronous")
         assert level == 2  # FULL: fsynced at each commit, before the answer
 
 

@@ -63,7 +63,7 @@ def pg_url() -> Iterator[str]:
 
 
 def test_postgres_store_conforms(pg_url):
-    from lmtwin.service.postgres import PostgresStore
+    from lmtwin.store.postgres import PostgresStore
 
     store = PostgresStore(pg_url)
     check_store(store)
@@ -92,11 +92,11 @@ def test_service_on_postgres_survives_restart(pg_url):
 
 def test_a_lost_postgres_connection_is_a_store_error_then_recovers(pg_url):
     from lmtwin.errors import StoreError
-    from lmtwin.service.db import ServiceDB
+    from lmtwin.service.stores import open_store
 
     url, ctl = pg_url, CONTROLS[pg_url]
     with pytest.raises(StoreError, match="cannot connect"):
-        ServiceDB(f"postgresql://lmtwin@127.0.0.1:{free_port()}/twins")
+        open_store(f"postgresql://lmtwin@127.0.0.1:{free_port()}/twins")
     with client(Settings(store=url)) as c:
         c.post("/twins", json={"name": "lost", "variables": XU}).raise_for_status()
         ctl("stop")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from lmtwin.llm.base import Completion, LLMBackend
 from lmtwin.service.auth import ensure_admin
@@ -17,19 +16,7 @@ from lmtwin.service.ops.model import Model
 from lmtwin.service.ops.read import Reads
 from lmtwin.service.ops.registry import Registry
 from lmtwin.service.settings import Settings
-from lmtwin.service.stores import KeyedSQLiteStore
-
-if TYPE_CHECKING:
-    from lmtwin.service.postgres import PostgresStore
-
-
-def open_store(url: str) -> KeyedSQLiteStore | PostgresStore:
-    """The twins' store for a settings ``store`` value (path, 'memory' or postgresql URL)."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from lmtwin.service.postgres import PostgresStore
-
-        return PostgresStore(url)
-    return KeyedSQLiteStore(":memory:" if url == "memory" else url)
+from lmtwin.service.stores import open_store
 
 
 class LockedBackend:
@@ -83,8 +70,7 @@ class TwinService(Registry, Ingest, Reads, Model):
     def __init__(self, settings: Settings, backend: LLMBackend | None = None) -> None:
         self.settings = settings
         self.store = open_store(settings.store)
-        self.db = ServiceDB(settings.store, self.store.connection
-                            if isinstance(self.store, KeyedSQLiteStore) else None)
+        self.db = ServiceDB(self.store)  # the service's tables, in the same store
         self.events = EventHub()
         self.backend = None
         self._owns_backend = backend is None
@@ -108,7 +94,6 @@ class TwinService(Registry, Ingest, Reads, Model):
                     entry.twin.tuner.stop()
             self._twins.clear()
         self.store.close()
-        self.db.close()
         if self.backend is not None and self._owns_backend:
             assert isinstance(self.backend, LockedBackend)
             self.backend.close_inner()

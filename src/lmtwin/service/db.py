@@ -1,17 +1,16 @@
-"""Tables the service owns beside the twins' store: twins' settings, idempotency keys
-and API keys. They live in the same database (SQLite file or PostgreSQL) under a
-``service_`` prefix, so the library's store stays unchanged."""
+"""Tables the service owns beside the twins' data: twins' settings, idempotency keys and
+API keys. They live in the twins' store (SQLite file or PostgreSQL) under a ``service_``
+prefix and go through the store's ``execute``/``transaction``: one storage layer."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lmtwin.errors import DependencyNotInstalled, StoreError
+if TYPE_CHECKING:
+    from lmtwin.service.stores import TransactionalStore
 
 IDEMPOTENCY_TABLE = """CREATE TABLE IF NOT EXISTS service_idempotency (
         twin TEXT NOT NULL,
@@ -19,6 +18,11 @@ IDEMPOTENCY_TABLE = """CREATE TABLE IF NOT EXISTS service_idempotency (
         created_at DOUBLE PRECISION NOT NULL,
         response TEXT NOT NULL,
         PRIMARY KEY (twin, key))"""
+
+# an expired key not purged yet is replaced, not a conflict (replay ignores it already)
+INSERT_KEY = ("INSERT INTO service_idempotency (twin, key, created_at, response)"
+              " VALUES (?, ?, ?, ?) ON CONFLICT (twin, key) DO UPDATE SET"
+              " created_at = excluded.created_at, response = excluded.response")
 
 _TABLES = [
     """CREATE TABLE IF NOT EXISTS service_twins (
@@ -39,57 +43,17 @@ _TABLES = [
 
 
 class ServiceDB:
-    """A DB-API connection with the service's tables. Thread-safe (one lock)."""
+    """The service's tables, read and written through the twins' store (``execute`` and
+    ``transaction``), so one transaction can span both. Thread-safe as the store is."""
 
-    def __init__(self, url: str,
-                 shared: tuple[sqlite3.Connection, threading.Lock] | None = None) -> None:
-        """``shared``: an SQLite connection and its lock to use (the store's), so that
-        'memory' stores and the service's tables are one database."""
-        self.url = url
-        self._lock = threading.Lock() if shared is None else shared[1]
-        self._pg = url.startswith(("postgresql://", "postgres://"))
-        self._db: Any
-        self._errors: tuple[type[Exception], ...]
-        try:
-            if shared is not None:
-                self._db = shared[0]
-                self._errors = (sqlite3.Error,)
-            elif self._pg:
-                import psycopg
-
-                from lmtwin.service.postgres import connect
-
-                self._errors = (psycopg.Error,)
-                self._db = connect(url)
-            else:
-                path = ":memory:" if url == "memory" else url
-                self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA busy_timeout=5000")
-                self._errors = (sqlite3.Error,)
-            for sql in _TABLES:
-                self._db.execute(sql)
-        except ImportError as exc:
-            raise DependencyNotInstalled("psycopg", "service") from exc
-        except Exception as exc:
-            if isinstance(exc, (sqlite3.Error, *getattr(self, "_errors", ()))):
-                raise StoreError(f"cannot open the service tables: {exc}") from exc
-            raise
-
-    def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self._pg else sql
+    def __init__(self, store: TransactionalStore) -> None:
+        self.store = store
+        for sql in _TABLES:
+            store.execute(sql)
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                if self._pg and (self._db.closed or self._db.broken):
-                    from lmtwin.service.postgres import connect
-
-                    self._db = connect(self.url)  # the server dropped it (a restart)
-                cur = self._db.execute(self._sql(sql), tuple(args))
-                return list(cur.fetchall()) if cur.description else []
-            except self._errors as exc:
-                raise StoreError(f"service table access failed: {exc}") from exc
+        """One statement with ``?`` placeholders (StoreError on failure)."""
+        return self.store.execute(sql, args)
 
     # --- twins -------------------------------------------------------------------
     def twins(self, archived: bool = False) -> dict[str, dict[str, Any]]:
@@ -119,6 +83,11 @@ class ServiceDB:
         rows = self.execute("SELECT response FROM service_idempotency WHERE twin = ? AND key = ?"
                             " AND created_at >= ?", (twin, key, since))
         return json.loads(rows[0][0]) if rows else None
+
+    def remember(self, twin: str, key: str, response: str) -> None:
+        """Record the answer given to ``key`` (in the caller's transaction, with the rows);
+        an expired record not purged yet is replaced."""
+        self.execute(INSERT_KEY, (twin, key, time.time(), response))
 
     def forget_before(self, at: float) -> None:
         self.execute("DELETE FROM service_idempotency WHERE created_at < ?", (at,))
@@ -156,6 +125,3 @@ class ServiceDB:
                             " AND revoked_at IS NULL RETURNING id", (time.time(), key_id))
         return bool(rows)
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()  # closing a shared connection twice is harmless

@@ -1,84 +1,114 @@
-"""The twins' store as the service opens it: observations and the idempotency record of
-the request that brought them are committed in one transaction, so a crash can never
-separate them (a retry after a crash is either replayed or stored, never doubled).
+"""The twins' store as the service opens it: one storage layer for the twins' data and
+the service's own tables (``service_*``, see ``db.py``), with explicit transactions.
 
-``Keyed`` is the one extra the service needs from a store: ``with store.keyed(...)``
-around an append. The SQLite flavour subclasses the library's ``SQLiteStore`` and
-reuses its connection and lock, so the library itself stays unchanged.
+The service needs two things beyond ``lmtwin.store.Store``: ``transaction()`` (a block
+whose writes commit together, or not at all) and ``execute(sql, args)`` (a statement
+with ``?`` placeholders, for its own tables). ``lmtwin.store.postgres.PostgresStore``
+has both; ``TransactionalSQLiteStore`` adds them to the library's ``SQLiteStore``.
+
+    store = open_store("twins.db")          # or 'memory', or a postgresql:// URL
+    with store.transaction():               # observations and their idempotency record
+        twin.observe_many(rows)             # (the twin writes through this store)
+        store.execute("INSERT INTO service_idempotency ...", [...])
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from lmtwin.errors import StoreError
-from lmtwin.service.db import IDEMPOTENCY_TABLE
-from lmtwin.store import SQLiteStore
-from lmtwin.types import Observation
-
-# an expired key not purged yet is replaced, not a conflict (replay ignores it already)
-INSERT_KEY = ("INSERT INTO service_idempotency (twin, key, created_at, response)"
-              " VALUES (?, ?, ?, ?) ON CONFLICT (twin, key) DO UPDATE SET"
-              " created_at = excluded.created_at, response = excluded.response")
+from lmtwin.store import SQLiteStore, Store
 
 
-class Keyed:
-    """A per-thread idempotency record to write with the next append."""
+class TransactionalStore(Store, Protocol):
+    """A Store with explicit transactions and plain statements (what the service uses)."""
 
-    def __init__(self) -> None:
-        self._pending = threading.local()
+    def transaction(self) -> Any:
+        """A context manager: the calling thread's writes inside commit together."""
+        ...
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement with ``?`` placeholders; its rows."""
+        ...
+
+
+def open_store(url: str) -> TransactionalStore:
+    """The store for a settings ``store`` value: an SQLite path, 'memory', or a
+    postgresql:// URL."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from lmtwin.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    return TransactionalSQLiteStore(":memory:" if url == "memory" else url)
+
+
+class TransactionalSQLiteStore(SQLiteStore):
+    """``SQLiteStore`` with ``transaction()`` and ``execute()``, and ``synchronous=FULL``:
+    a commit is fsynced before it returns, so an acknowledged write survives a power
+    loss or an OS crash too, not only the process being killed (WAL + NORMAL).
+
+    The connection's lock is re-entrant and a transaction holds it until it ends: other
+    threads wait, and the same thread's writes (the twin's appends) join it."""
+
+    def __init__(self, path: str) -> None:
+        SQLiteStore.__init__(self, path, synchronous="FULL")
+        self._lock = threading.RLock()  # type: ignore[assignment]
+        self._depth = 0
+        self._db.execute("PRAGMA busy_timeout=5000")
 
     @contextmanager
-    def keyed(self, twin: str, key: str | None, response: str) -> Iterator[None]:
-        self._pending.value = None if key is None else (twin, key, time.time(), response)
-        try:
-            yield
-        finally:
-            self._pending.value = None
-
-    def _take_key(self) -> tuple[str, str, float, str] | None:
-        value: tuple[str, str, float, str] | None = getattr(self._pending, "value", None)
-        self._pending.value = None
-        return value
-
-
-class KeyedSQLiteStore(SQLiteStore, Keyed):
-    def __init__(self, path: str) -> None:
-        # FULL: a commit is fsynced before it returns, so an acknowledged write survives
-        # a power loss or OS crash too, not only the process being killed (WAL + NORMAL)
-        SQLiteStore.__init__(self, path, synchronous="FULL")
-        Keyed.__init__(self)
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute(IDEMPOTENCY_TABLE)
-
-    @property
-    def connection(self) -> tuple[sqlite3.Connection, threading.Lock]:
-        """The connection and its lock, shared with the service's own tables."""
-        return self._db, self._lock
-
-    def append(self, twin: str, observations: Sequence[Observation], schema_version: int) -> None:
-        key = self._take_key()
-        if key is None:
-            SQLiteStore.append(self, twin, observations, schema_version)
-            return
-        now = time.time()
-        rows: list[tuple[Any, ...]] = [
-            (twin, o.episode, float(o.t), k, float(v), schema_version, now)
-            for o in observations for k, v in o.values.items()]
+    def transaction(self) -> Iterator[None]:
+        """Everything this thread writes in the block commits at its end, or nothing does
+        (on an exception, or if the commit fails: StoreError). Blocks nest."""
         with self._lock:
+            if self._depth:  # nested: part of the outer transaction
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._sql("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
-                    "INSERT INTO observations (twin, episode, t, variable, value,"
-                    " schema_version, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                self._db.execute(INSERT_KEY, key)
+                yield
+            except BaseException:
+                self._depth = 0
+                self._rollback()
+                raise
+            self._depth = 0
+            try:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                self._rollback()
+                raise StoreError(f"commit to {self.path} failed: {exc}") from exc
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _sql(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, tuple(args))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement; joins an open ``transaction()``, else commits at once."""
+        with self._lock:
+            cur = self._sql(sql, args)
+            return list(cur.fetchall()) if cur.description else []
+
+    def _write(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        with self._lock:
+            if not self._depth:
+                SQLiteStore._write(self, sql, rows)  # its own transaction
+                return
+            try:
+                self._db.executemany(sql, rows)
+            except sqlite3.Error as exc:
                 raise StoreError(f"write to {self.path} failed: {exc}") from exc

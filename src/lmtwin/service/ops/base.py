@@ -13,7 +13,7 @@ import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -26,12 +26,9 @@ from lmtwin.service.db import ServiceDB
 from lmtwin.service.errors import TwinNotFound, TwinUnavailable
 from lmtwin.service.events import EventHub
 from lmtwin.service.settings import Settings
-from lmtwin.service.stores import KeyedSQLiteStore
+from lmtwin.service.stores import TransactionalStore
 from lmtwin.twin import Twin
 from lmtwin.types import Observation
-
-if TYPE_CHECKING:
-    from lmtwin.service.postgres import PostgresStore
 
 log = logging.getLogger("lmtwin.service")
 
@@ -80,7 +77,7 @@ class ServiceBase:
     """The twins on one store, loaded on first use; see ``TwinService``."""
 
     settings: Settings
-    store: KeyedSQLiteStore | PostgresStore
+    store: TransactionalStore
     db: ServiceDB
     events: EventHub
     backend: LLMBackend | None
@@ -133,6 +130,9 @@ class ServiceBase:
     def entry(self, name: str) -> Entry:
         """The loaded twin; ``TwinNotFound``, or ``TwinUnavailable`` when its stored data
         cannot be loaded (remembered, so every route answers at once; it can be archived)."""
+        entry = self._twins.get(name)  # the common case, without waiting for a load
+        if entry is not None:
+            return entry
         with self._lock:
             entry = self._twins.get(name)
             if entry is not None:
@@ -149,6 +149,14 @@ class ServiceBase:
                 reason = self._unavailable[name] = f"{type(exc).__name__}: {str(exc)[:500]}"
                 raise TwinUnavailable(name, reason) from exc
             return entry
+
+    def unload(self, name: str) -> None:
+        """Forget the loaded twin (its memory may be ahead of the store after a failed
+        write); the next use loads it again from the store."""
+        with self._lock:
+            entry = self._twins.pop(name, None)
+        if entry is not None and entry.twin.tuner is not None:
+            entry.twin.tuner.stop()
 
     def unavailable(self) -> dict[str, str]:
         """Twins that could not be loaded, with the reason."""

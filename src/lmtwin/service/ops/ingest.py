@@ -45,13 +45,22 @@ class Ingest(ServiceBase):
             stored = self._prepare(entry, rows)
             last = {o.episode: o.t for o in stored}
             result = {"stored": len(stored), "last_t": last, "replayed": False}
-            # the idempotency record commits in the same transaction as the rows
-            with self.store.keyed(name, key, json.dumps({**result, "request": digest})):
-                if len(stored) == 1:
-                    obs = stored[0]
-                    twin.observe(obs.values, episode=obs.episode, t=obs.t)
-                else:
-                    twin.observe_many(stored)
+            # the idempotency record commits in the same transaction as the rows, so a
+            # crash can never separate them (a retry is either replayed or stored, once)
+            try:
+                with self.store.transaction():
+                    if len(stored) == 1:
+                        obs = stored[0]
+                        twin.observe(obs.values, episode=obs.episode, t=obs.t)
+                    else:
+                        twin.observe_many(stored)
+                    if key is not None:
+                        self.db.remember(name, key, json.dumps({**result, "request": digest}))
+            except Exception:
+                # nothing was stored, but the twin may have learnt it in memory: reload it
+                # from the store on next use
+                self.unload(name)
+                raise
             for obs in stored:
                 entry.states.setdefault(obs.episode, {}).update(obs.values)
                 entry.last_t[obs.episode] = obs.t

@@ -31,18 +31,30 @@ class Registry(ServiceBase):
             raise SchemaError("variable names must be unique")
         self._rehearse(name, variables, strict, knowledge, noise or {})
         config = {"strict": strict, "level": level, "description": description, "noise": {}}
+        # one transaction: the registration, variables, notes and noise, or nothing. The
+        # twin is built inside it but published only after the commit (no service lock is
+        # taken inside: loads hold that lock while they read the store)
+        entry: Entry | None = None
+        try:
+            with self.store.transaction():
+                if not self.db.add_twin(name, config):
+                    raise Conflict(f"the twin name {name!r} is taken (archived names stay "
+                                   f"taken)")
+                entry = self._load(name, self.db.twins()[name])
+                for var in variables:
+                    entry.twin.add_variable(var)
+                for text in knowledge:
+                    entry.twin.add_knowledge(text)
+                for var_name, var_noise in (noise or {}).items():
+                    self._variable(entry, var_name)
+                    self._set_noise(entry, var_name, var_noise)
+        except Exception:
+            if entry is not None and entry.twin.tuner is not None:
+                entry.twin.tuner.stop()
+            raise
+        assert entry is not None
         with self._lock:
-            if not self.db.add_twin(name, config):
-                raise Conflict(f"the twin name {name!r} is taken (archived names stay taken)")
-        entry = self.entry(name)
-        with entry.lock:
-            for var in variables:
-                entry.twin.add_variable(var)
-            for text in knowledge:
-                entry.twin.add_knowledge(text)
-            for var_name, var_noise in (noise or {}).items():
-                self._variable(entry, var_name)
-                self._set_noise(entry, var_name, var_noise)
+            self._twins.setdefault(name, entry)
         return self.describe(name)
 
     @staticmethod
