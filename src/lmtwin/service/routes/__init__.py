@@ -7,7 +7,7 @@ line below.
 
 from fastapi import APIRouter
 
-from lmtwin.service.routes import alerts, ingest, keys, live, model, read, registry
+from lmtwin.service.routes import alerts, ingest, intervene, keys, live, model, read, registry
 
 ROUTERS: list[APIRouter] = [
     registry.router,
@@ -17,4 +17,5 @@ ROUTERS: list[APIRouter] = [
     live.router,
     keys.router,
     alerts.router,
+    intervene.router,
 ]

@@ -1,0 +1,89 @@
+"""The intervene routes in-process: what-if, optimise and time-to with the service's keys,
+cost limits and error mapping."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmtwin.service import Settings
+from test_service_support import XU, client
+
+
+def noisy_rows(n: int) -> list[dict]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows, x = [], 5.0
+    for t in range(n):
+        u = float(rng.choice([0.0, 0.5, 1.0]))
+        rows.append({"episode": "e", "t": float(t), "values": {"x": x, "u": u}})
+        x = 0.9 * x + u + 0.05 * rng.standard_normal()
+    return rows
+
+
+@pytest.fixture
+def api(tmp_path):
+    with client(Settings(store=str(tmp_path / "twins.db"), max_simulation_steps=20_000,
+                         cost_budget=1_000_000)) as c:
+        assert c.post("/twins", json={"name": "plant", "variables": XU}).status_code == 201
+        for lo in range(0, 300, 100):
+            r = c.post("/twins/plant/observations/batch",
+                       json={"observations": noisy_rows(300)[lo:lo + 100]})
+            assert r.status_code == 201, r.text
+        yield c
+
+
+GOAL = {"minimise": {"x": 1.0}, "setpoints": {"x": 3.0}}
+
+
+def test_whatif_optimise_and_time_to(api):
+    r = api.post("/twins/plant/whatif", json={
+        "state": {"x": 5.0}, "plans": {"rest": [{"u": 0.0}] * 6, "push": [{"u": 1.0}] * 6},
+        "objective": GOAL, "n_paths": 100})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["beats"]["rest"]["push"] > 0.9
+    assert len(body["plans"]["rest"]["paths"]["median"]["x"]) == 7
+    r = api.post("/twins/plant/optimise", json={
+        "state": {"x": 2.0}, "objective": {"minimise": {"x": 1.0}, "setpoints": {"x": 4.0}},
+        "horizon": 6, "constraints": {"budget": {"u": 2.0}}, "n_paths": 4, "popsize": 6,
+        "iterations": 4})
+    assert r.status_code == 200, r.text
+    best = r.json()
+    assert sum(s["u"] for s in best["plan"]) <= 2.0 + 1e-9
+    assert best["lower"] <= best["expected"] <= best["upper"]
+    r = api.post("/twins/plant/time-to", json={
+        "state": {"x": 2.0}, "variable": "x", "threshold": 5.0, "plan": [{"u": 1.0}] * 12,
+        "n_paths": 200})
+    assert r.status_code == 200, r.text
+    t = r.json()
+    assert t["probability"] > 0.9 and t["lower"] <= 5 <= t["upper"]
+    assert sum(t["counts"]) == round(t["probability"] * 200)
+    never = api.post("/twins/plant/time-to", json={
+        "state": {"x": 2.0}, "variable": "x", "threshold": 50.0, "plan": [{"u": 0.0}] * 5})
+    assert never.status_code == 200 and never.json()["median"] is None
+
+
+def test_bad_input_and_cost_limits(api):
+    history = len(api.get("/twins/plant/history").json())
+    bad = [
+        ("whatif", {"plans": {"a": [{"nope": 1.0}]}, "objective": GOAL}, 422, "UnknownVariable"),
+        ("whatif", {"plans": {"a": [{"x": 1.0}]}, "objective": GOAL}, 422, "SchemaError"),
+        ("whatif", {"plans": {"a": [{"u": 11.0}]}, "objective": GOAL}, 422, "InvalidValue"),
+        ("whatif", {"plans": {"a": [{"u": 0.0}]}, "objective": {"minimise": {"y": 1.0}}},
+         422, "UnknownVariable"),
+        ("time-to", {"variable": "u", "threshold": 1.0, "plan": [{"u": 0.0}]}, 422,
+         "SchemaError"),
+        ("optimise", {"objective": GOAL, "horizon": 4,
+                      "constraints": {"bounds": {"u": [0, 20]}}}, 422, "InvalidValue"),
+        ("whatif", {"plans": {"a": [{"u": 0.0}] * 100}, "objective": GOAL, "n_paths": 300},
+         413, None),
+        ("optimise", {"objective": GOAL, "horizon": 100, "popsize": 32, "iterations": 50},
+         413, None),
+    ]
+    for route, body, code, error in bad:
+        r = api.post(f"/twins/plant/{route}", json={"state": {"x": 2.0}, **body})
+        assert r.status_code == code, (route, body, r.text)
+        if error:
+            assert r.json()["error"] == error, r.text
+    assert len(api.get("/twins/plant/history").json()) == history
