@@ -10,6 +10,7 @@ import pytest
 from crepes.martingales import SimpleJumper, StepBettingFunction
 
 from lmtwin import LocalRidge, Persistence, Twin, Variable
+from lmtwin.errors import StoreError
 from lmtwin.intervene.alerts import (
     Alert,
     AlertAcknowledged,
@@ -232,3 +233,21 @@ def test_monitor_watches_a_twin_end_to_end(tmp_path):
     reopened = SQLiteStore(path)
     assert [a.id for a in alerts(reopened, "plant")] == ids
     reopened.close()
+
+
+def test_a_failing_alert_store_never_fails_the_observation(caplog):
+    """The reading is stored before it is scored: if storing an alert fails, observe
+    still succeeds, and the failure is logged and counted."""
+
+    class Broken(MemoryStore):
+        def append_record(self, twin, kind, payload):
+            raise StoreError("disk full")
+
+    twin = Twin("plant", variables=[Variable("x")], store=Broken(),
+                predictors=[Persistence(), LocalRidge()])
+    monitor = Monitor(twin, alpha=0.05, window=30)
+    for t in range(40):
+        twin.observe({"x": float(t % 3)}, episode="e", t=float(t))
+    twin.observe({"x": 500.0}, episode="e", t=40.0)  # an anomaly that cannot be stored
+    assert twin.history(episode="e")[-1].values == {"x": 500.0}
+    assert monitor.errors_ >= 1 and "disk full" in caplog.text

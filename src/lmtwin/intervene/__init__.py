@@ -3,8 +3,10 @@
     twin + state + plan(s) -> rollout (N paths x H steps, batched, calibrated noise,
                               common random numbers)
                            -> compare (what-if) | optimise / MPC (CMA-ES) | time_to
+    twin.observe -> each scored reading -> Monitor: anomaly and drift alerts (alerts)
 """
 
+from lmtwin.intervene.alerts import Alert, DriftDetector, Monitor
 from lmtwin.intervene.optimise import MPC, OptimalPlan, optimise
 from lmtwin.intervene.plans import MAX_HORIZON, MAX_PATHS, Constraints, Objective
 from lmtwin.intervene.rollout import Rollout, rollout, uniforms
@@ -15,8 +17,11 @@ __all__ = [
     "MAX_HORIZON",
     "MAX_PATHS",
     "MPC",
+    "Alert",
     "Comparison",
     "Constraints",
+    "DriftDetector",
+    "Monitor",
     "Objective",
     "OptimalPlan",
     "Outcome",

@@ -23,6 +23,7 @@ residuals are only roughly exchangeable, so the bench measures the real rate.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from lmtwin.uncertainty import Calibrator
 if TYPE_CHECKING:
     from lmtwin.store import Store
     from lmtwin.twin import Twin
+
+log = logging.getLogger("lmtwin.alerts")
 
 ALERT = "alert"
 ACK = "alert_ack"
@@ -244,6 +247,7 @@ class Monitor:
         # (p-value, smoothed p-value) of the last check, None when it gave no verdict
         self.last_: tuple[float, float] | None = None
         self.skipped_ = 0
+        self.errors_ = 0
         self._rng = np.random.default_rng(seed)
         self._subscribers: list[Callable[[Alert], None]] = []
         self._lock = threading.Lock()
@@ -264,7 +268,15 @@ class Monitor:
                           score.episode, score.t)
 
     def _listen(self, score: Scored) -> None:
-        self.update(score)
+        # called inside twin.observe after the reading is stored: a failure to judge or
+        # store an alert must not fail the observation (the caller would retry a reading
+        # already kept); it is logged with its traceback and counted in errors_
+        try:
+            self.update(score)
+        except Exception:
+            self.errors_ += 1
+            log.exception("alert monitor of twin %r failed on %s at t=%s", self.name,
+                          score.target, score.t)
 
     def check(self, variable: str, actual: float, predicted: float, sigma: float,
               episode: str = "default", t: float = 0.0) -> list[Alert]:
