@@ -8,19 +8,20 @@ import numpy as np
 import pytest
 
 from lmtwin.bench import suite
-from lmtwin.bench.harness import TwinMethod, stream
-from lmtwin.bench.scenarios import ScenarioSizes, recovery, run_scenario
+from lmtwin.bench.harness import Arrays, TwinMethod, stream
+from lmtwin.bench.scenarios import ScenarioSizes, recovery, run_scenario, simulate
 from lmtwin.bench.tasks import Sizes, load_task
 
-TINY = Sizes(patients=(4, 1, 1), test_trajectories=1, test_steps=6, val_steps=4)
+TINY = Sizes(patients=(8, 4, 3), test_steps=6)
+SCEN = ScenarioSizes(warm_patients=4, stream_patients=3, steps=12, change_at=6, pre_window=5,
+                     lm_pre=2, lm_post=2)
 
 
 def _cfg(**kw) -> suite.Config:  # type: ignore[no-untyped-def]
-    base = dict(seeds=[10, 11], lm_seeds=1, sizes=TINY, k=8, retrievals=["raw"],
-                baselines=["persistence", "ridge", "sindy"], min_residuals=3,
-                train_steps={"dynode": 5, "gru": 2, "transformer": 2}, quick=True,
-                scenario_sizes=ScenarioSizes(warm_patients=3, pre_steps=4, post_steps=6,
-                                             refit_every=3, dynode_steps=5))
+    base = dict(seeds=[10, 11], sizes=TINY, baselines=["persistence", "ridge", "sindy"],
+                min_residuals=3, max_steps={"dynode": 5, "gru": 2, "transformer": 2},
+                check_every=2, patience=2, select_trajectories=4, quick=True,
+                scenario_sizes=SCEN, scenario_seeds=2)
     base.update(kw)
     return suite.Config(**base)  # type: ignore[arg-type]
 
@@ -38,66 +39,98 @@ def test_bad_inputs_are_reported_and_the_other_tasks_still_run(tmp_path: Path,
     assert "--data-dir" in tasks["hare-lynx"]["error"]
     r = tasks["cancer-untreated"]
     assert "lmtwin[bench]" in r["errors"]["sindy"]
-    assert {"persistence", "ridge", "lmtwin[raw]", "lmtwin-numeric[raw]"} <= set(r["methods"])
-    assert r["methods"]["ridge"]["seeds"] == 2
-    assert r["ratio_to_best_baseline"]["lmtwin[raw]"] > 0
+    assert {"persistence[frozen]", "ridge[frozen]", "ridge[online]", "lmtwin[frozen]",
+            "lmtwin[online]", "lmtwin-numeric[frozen]"} <= set(r["methods"])
+    assert r["methods"]["ridge[frozen]"]["seeds"] == 2
+    # two seeds back no ratio
+    assert r["ratios"]["frozen"]["ratio"] is None and r["ratios"]["frozen"]["seeds"] == 2
     assert "unknown scenario" in results["scenarios"]["no-such-scenario"]["error"]
     report = (out / "report.md").read_text()
-    for text in ("## cancer-untreated", "not run", "| lmtwin[raw]", "drift", "Quick run"):
+    for text in ("## cancer-untreated", "not run", "| lmtwin |", "n/a (2 seeds)", "drift",
+                 "frozen: one-step MSE", "validation split"):
         assert text in report
     assert (out / "cancer-untreated.png").stat().st_size > 0
     assert (out / "scenarios.png").stat().st_size > 0
     assert json.loads((out / "results.json").read_text())["command"] == "test"
 
 
-def test_twin_predicts_before_it_observes() -> None:
+def test_three_seeds_give_a_ratio_and_every_method_the_same_steps() -> None:
+    cfg = _cfg(seeds=[10, 11, 12], baselines=["persistence", "knn", "parroting"])
+    r = suite.run_task("cancer-chemo", cfg, None)
+    cell = r["ratios"]["frozen"]
+    assert cell["seeds"] == 3 and cell["ratio"] > 0 and cell["per_seed"]["n"] == 3
+    preds = {m: row["predictions"] for m, row in r["methods"].items()}
+    assert len(set(preds.values())) == 1, preds  # 3 seeds x 3 patients x 6 steps each
+    assert set(preds.values()) == {3 * 3 * 6}
+    chosen = r["settings"][0]
+    assert chosen["knn"]["setting"] in suite.GRIDS["knn_neighbours"]
+    assert chosen["lmtwin"]["setting"]["k"] in suite.GRIDS["lmtwin_k"]
+
+
+def test_frozen_twin_never_learns_the_test_stream_and_online_predicts_first() -> None:
     from lmtwin.predictors import LocalRidge, Persistence
     from lmtwin.twin import Twin
 
     task = load_task("cancer-chemo", 10, TINY)
-    twin = Twin("t", variables=task.variables, predictors=[Persistence(), LocalRidge()])
+    test = Arrays.of(task.test_set(TINY))
+    twin = Twin("t", variables=task.variables, predictors=[Persistence(), LocalRidge(k=16)],
+                score_window=0)
     twin.observe_many(task.observations(task.train, "train"))
-    method = TwinMethod(twin, task)
+    n0 = len(twin.retriever)
+    frozen = stream(TwinMethod(twin, task, "frozen", online=False), test)
+    assert len(twin.retriever) == n0 and not twin.hedge.loss_
     seen: list[int] = []
-    real_predict = twin.predict
+    method = TwinMethod(twin, task, "online", online=True)
+    real = method.forecasts
 
-    def spy(values, episode=None):  # type: ignore[no-untyped-def]
-        # the true next row must not be in the store when the prediction is made
-        seen.append(len(twin.history(episode=episode)))
-        return real_predict(values, episode=episode)
+    def spy(X, U):  # type: ignore[no-untyped-def]
+        seen.append(len(twin.retriever))  # stored transitions when step t is predicted
+        return real(X, U)
 
-    twin.predict = spy  # type: ignore[method-assign]
-    recs = stream(method, task, task.test_set(TINY), "test")
-    assert seen == list(range(1, 7))
-    assert np.isfinite(np.concatenate(recs["lmtwin[raw]"].pred)).all()
-
-
-def test_scenario_records_error_curves_across_the_change() -> None:
-    sizes = ScenarioSizes(warm_patients=3, pre_steps=4, post_steps=6, refit_every=3,
-                          dynode_steps=5)
-    out = run_scenario("new-state", None, sizes, baselines=("ridge",))
-    assert out["n_pre"] == 4
-    assert len(out["curves"]["lmtwin"]) == 10
-    assert {"ridge (kept)", "ridge (refitted)", "persistence"} <= set(out["summary"])
-    assert out["summary"]["ridge (refitted)"]["refit_seconds"] > 0
+    method.forecasts = spy  # type: ignore[method-assign]
+    online = stream(method, test)
+    # step t is predicted from the train split and the test rows up to t only
+    assert seen == [n0 + 3 * t for t in range(6)]
+    assert len(twin.retriever) == n0 + 3 * 6
+    assert twin.hedge.n_updates_["numeric"] == 3 * 6
+    assert np.allclose(frozen["lmtwin[frozen]"].pred[:, 1], online["lmtwin[online]"].pred[:, 1])
 
 
-def test_recovery_counts_observations_until_back_within_the_factor() -> None:
+def test_scenario_changes_within_the_stream_over_seeds() -> None:
+    out = run_scenario("new-state", None, SCEN, seeds=[10, 11], baselines=("ridge",))
+    assert out["n_pre"] == 6 and out["pre_predictions"] == 3 * 5
+    assert len(out["curves"]["lmtwin"]) == 12
+    s = out["summary"]
+    assert {"ridge (kept)", "ridge (online)", "persistence", "lmtwin"} <= set(s)
+    assert s["lmtwin"]["pre_level"]["n"] == 2
+    assert s["ridge (online)"]["online_seconds"] > 0
+    # the change is within each patient's trajectory: chemo only from day 6
+    _, A = simulate(4, 1, suite.SCENARIOS["new-state"], 12, 6)
+    assert (A[:, :6] == 0).all() and (A[:, 6:, 0] > 0).any() and (A[..., 1] == 0).all()
+
+
+def test_recovery_counts_days_until_back_within_the_factor() -> None:
     curve = [1.0, 1.0, 10.0, 10.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     assert recovery(curve, 1.0, 2, window=2) == 4
     assert recovery([1.0, 1.0, 9.0, 9.0], 1.0, 2, window=2) is None
+    assert recovery([1.0, 1.0, 1.0, 1.0], 1.0, 2, window=2) == 0
 
 
 @pytest.mark.model
-def test_language_model_variants_on_the_real_model(gemma) -> None:  # type: ignore[no-untyped-def]
-    sizes = Sizes(test_trajectories=1, test_steps=2, val_steps=2)
-    cfg = _cfg(tasks=["hare-lynx"], seeds=[10], sizes=sizes, baselines=["llmtime"])
+def test_language_model_on_sampled_steps_and_the_note_ablation(gemma) -> None:  # type: ignore[no-untyped-def]
+    cfg = _cfg(seeds=[10, 11, 12], baselines=["persistence"], lm_seeds=3, lm_steps=1,
+               lm_calibration=2)
     r = suite.run_task("hare-lynx", cfg, gemma)
-    m = r["methods"]
-    assert {"llmtime", "lmtwin[raw]", "lmtwin-llm[raw]"} <= set(m)
-    assert m["lmtwin-llm[raw]"]["tokens_per_prediction"]["mean"] > 0
-    assert m["llmtime"]["predictions"] == 2
-    assert 0.0 <= r["lm_weight_share"]["raw"] <= 1.0
+    lm = r["lm"]
+    assert lm["seeds"] == 3 and lm["steps_per_seed"] == 1
+    assert {"lmtwin+llm", "llm", "llmtime", "persistence[frozen]"} <= set(lm["mse"])
+    assert lm["tokens_per_call"]["mean"] > 0
+    sizes = ScenarioSizes(warm_patients=3, stream_patients=2, steps=8, change_at=4,
+                          pre_window=4, lm_pre=1, lm_post=1)
+    out = run_scenario("knowledge", gemma, sizes, seeds=[10], baselines=())
+    a = out["lm_ablation"]
+    assert a["before"]["predictions"] == 1 and a["after"]["predictions"] == 1
+    assert 0.0 <= a["after"]["llm_weight"]["mean"] <= 1.0
 
 
 def test_cli_reports_an_unknown_task_and_runs_the_others(tmp_path: Path) -> None:
@@ -114,5 +147,8 @@ def test_cli_reports_an_unknown_task_and_runs_the_others(tmp_path: Path) -> None
     assert "unknown task" in result.output and "nope" in result.output
     data = json.loads((out / "results.json").read_text())
     assert "error" in data["tasks"]["nope"]
-    assert data["tasks"]["hare-lynx"]["best_baseline"] in ("persistence", "ridge")
+    assert data["tasks"]["hare-lynx"]["ratios"]["frozen"]["best_baseline"] in (
+        "persistence[frozen]", "ridge[frozen]")
     assert (out / "hare-lynx.png").exists()
+    bad = CliRunner().invoke(app, ["bench", "tasks", "--seeds", "0", "--model", "none"])
+    assert bad.exit_code == 2 and "at least 1" in bad.output

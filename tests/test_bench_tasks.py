@@ -17,7 +17,7 @@ from lmtwin.bench.tasks import (
 from lmtwin.errors import LmtwinError
 
 TINY = Sizes(patients=(3, 2, 2), covid_trajectories=1, covid_population=2000,
-             test_trajectories=1, test_steps=5, val_steps=3)
+             test_trajectories=1, test_steps=5)
 
 
 def test_cancer_variants_are_nested() -> None:

@@ -1,9 +1,12 @@
-"""The evaluation harness: methods answer one step at a time and observe afterwards, so
-nothing sees the answer before it predicts (river's predict-then-learn).
+"""The evaluation harness: every method steps through all trajectories of a split at
+once (lockstep), predicting step t of every trajectory before any of them reveals row
+t + 1, then learning from that row if it is an online method (river's predict-then-learn,
+batched: one query matrix per step, not one call per patient and step).
 
-A ``Method`` may give several named outputs per step: a twin yields its combination and
-each of its in-context predictors from one call, so the language-model-only and
-numeric-only variants cost nothing extra.
+A method sees the history of each trajectory up to now (``S`` of shape (n, t + 1, d),
+``A`` (n, t + 1, a), the last action being the one taken now), so sequence models and
+context parroting need no hidden state, and the same method serves teacher-forced
+scoring and free-running rollouts.
 """
 
 from __future__ import annotations
@@ -17,10 +20,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from lmtwin.bench.tasks import Task, Trajectory
-from lmtwin.errors import BackendError, NotReady
-from lmtwin.predictors.base import Predictor, Query
-from lmtwin.schema import Schema
-from lmtwin.twin import Twin
 
 # two-sided 95% quantiles of Student's t by degrees of freedom
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
@@ -42,192 +41,158 @@ def mean_ci(values: Sequence[float]) -> dict[str, float]:
 
 
 @dataclass
-class Step:
-    """One output's prediction of the next state (targets in task order)."""
+class Arrays:
+    """A split's trajectories stacked: states (n, T + 1, d), actions (n, T, a). Every
+    task's trajectories within a split have the same length."""
+
+    S: np.ndarray
+    A: np.ndarray
+
+    @classmethod
+    def of(cls, trajs: Sequence[Trajectory]) -> Arrays:
+        return cls(np.stack([t.states for t in trajs]).astype(float),
+                   np.stack([t.actions for t in trajs]).astype(float))
+
+    @property
+    def steps(self) -> int:
+        return self.S.shape[1] - 1
+
+    def deltas(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every transition as inputs (states then actions) and state changes, rows
+        ordered by trajectory then time."""
+        n, T = self.S.shape[0], self.steps
+        X = np.concatenate([self.S[:, :-1], self.A], axis=2).reshape(n * T, -1)
+        Y = (self.S[:, 1:] - self.S[:, :-1]).reshape(n * T, -1)
+        return X, Y
+
+    def concat(self, other: Arrays) -> Arrays:
+        """Both splits: more trajectories, or, for a single series split in time (other
+        starting where this one ends), one longer trajectory."""
+        if other.S.shape[1:] == self.S.shape[1:]:
+            return Arrays(np.concatenate([self.S, other.S]), np.concatenate([self.A, other.A]))
+        if len(self.S) == len(other.S) == 1:
+            # the action at this split's last row: the next split's first (none here)
+            bridge = other.A[:, :1] if other.A.shape[1] else np.zeros((1, 1, self.A.shape[2]))
+            return Arrays(np.concatenate([self.S, other.S], axis=1),
+                          np.concatenate([self.A, bridge, other.A], axis=1))
+        raise ValueError("splits of different lengths and several trajectories")
+
+    def states(self) -> np.ndarray:
+        """Every row's states (rows, d)."""
+        return self.S.reshape(-1, self.S.shape[2])
+
+
+@dataclass
+class Out:
+    """One output's prediction of the next state of every trajectory: ``mean`` (n, d);
+    ``lower``/``upper`` where it gives intervals; ``failed`` (n,) where it fell back to
+    persistence."""
 
     mean: np.ndarray
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None
+    failed: np.ndarray | None = None
     tokens: int = 0
-    failed: bool = False  # the output fell back to persistence
 
 
 class Method(Protocol):
-    """What the harness drives. ``outputs`` names what ``predict`` returns."""
+    """What the harness drives. ``outputs`` names what ``predict`` returns; ``online``
+    says whether ``learn`` changes anything."""
 
     outputs: list[str]
+    online: bool
 
-    def begin(self, episode: str) -> None: ...
+    def predict(self, S: np.ndarray, A: np.ndarray) -> dict[str, Out]: ...
 
-    def predict(self, state: dict[str, float], action: dict[str, float]) -> dict[str, Step]: ...
-
-    def observe(self, row: dict[str, float]) -> None: ...
+    def learn(self, S: np.ndarray, A: np.ndarray) -> None: ...
 
 
-class PredictorMethod:
-    """Any lmtwin ``Predictor`` (a baseline) as a method; it answers from no examples."""
+class PersistenceMethod:
+    """Next = current (the same frozen or online: it learns nothing)."""
 
-    def __init__(self, predictor: Predictor, task: Task) -> None:
-        self.predictor = predictor
-        self.task = task
-        self.outputs = [predictor.name]
-        self.schema = Schema(task.variables)
+    online = False
 
-    def begin(self, episode: str) -> None:
-        reset = getattr(self.predictor, "reset", None)
-        if reset is not None:
-            reset()
+    def __init__(self, name: str = "persistence") -> None:
+        self.outputs = [name]
 
-    def predict(self, state: dict[str, float], action: dict[str, float]) -> dict[str, Step]:
-        query = Query(state, action, list(self.task.states), self.schema)
-        try:
-            out = self.predictor.predict(query, [])
-        except (NotReady, BackendError):
-            base = np.array([state[s] for s in self.task.states])
-            return {self.predictor.name: Step(base, failed=True)}
-        return {self.predictor.name: Step(out.mean, tokens=int(out.info.get("tokens", 0)))}
-
-    def observe(self, row: dict[str, float]) -> None:
+    def learn(self, S: np.ndarray, A: np.ndarray) -> None:
         pass
 
-
-class TwinMethod:
-    """A running twin: its combination ("lmtwin") and each predictor inside it
-    ("lmtwin-<name>"), with a label for the retrieval (raw or tuned)."""
-
-    def __init__(self, twin: Twin, task: Task, label: str = "raw") -> None:
-        self.twin = twin
-        self.task = task
-        self.label = label
-        names = [p.name for p in twin.predictors if p.name != "persistence"]
-        self.outputs = [f"lmtwin[{label}]"] + [f"lmtwin-{n}[{label}]" for n in names]
-        self._names = names
-        self.episode = ""
-
-    def begin(self, episode: str) -> None:
-        self.episode = episode
-
-    def predict(self, state: dict[str, float], action: dict[str, float]) -> dict[str, Step]:
-        pred = self.twin.predict({**state, **action}, episode=self.episode)
-        targets = self.task.states
-        base = np.array([state[s] for s in targets])
-        # an interval counts once calibrated and finite (too few residuals give +-inf)
-        calibrated = all(t in pred.lower and np.isfinite([pred.lower[t], pred.upper[t]]).all()
-                         for t in targets)
-        llm_info = pred.provenance.get("info", {}).get("llm", {})
-        tokens = int(llm_info.get("tokens", 0))
-        out = {f"lmtwin[{self.label}]": Step(
-            np.array([pred.mean[t] for t in targets]),
-            np.array([pred.lower[t] for t in targets]) if calibrated else None,
-            np.array([pred.upper[t] for t in targets]) if calibrated else None, tokens)}
-        for n in self._names:
-            by = pred.by_predictor.get(n)
-            out[f"lmtwin-{n}[{self.label}]"] = (
-                Step(np.array([by[t] for t in targets]), tokens=tokens if n == "llm" else 0)
-                if by is not None else Step(base, failed=True))
-        return out
-
-    def observe(self, row: dict[str, float]) -> None:
-        self.twin.observe(row, episode=self.episode)
-
-    def rollout_predictor(self, name: str) -> Predictor | None:
-        return next((p for p in self.twin.predictors if p.name == name), None)
+    def predict(self, S: np.ndarray, A: np.ndarray) -> dict[str, Out]:
+        return {self.outputs[0]: Out(S[:, -1].copy())}
 
 
 @dataclass
 class Record:
-    """Everything measured for one output on one split."""
+    """Everything measured for one output on one split: arrays (n, T + 1, d)."""
 
-    truth: list[np.ndarray] = field(default_factory=list)  # per trajectory, (T + 1, d)
-    pred: list[np.ndarray] = field(default_factory=list)  # teacher-forced, pred[0] = x[0]
-    lower: list[np.ndarray] = field(default_factory=list)  # nan where no interval
-    upper: list[np.ndarray] = field(default_factory=list)
-    rollout: list[np.ndarray] = field(default_factory=list)
+    truth: np.ndarray
+    pred: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    rollout: np.ndarray | None = None
     seconds: float = 0.0
     predictions: int = 0
     tokens: int = 0
     failures: int = 0
     rollout_failures: int = 0  # rollout steps that kept the state (no usable forecast)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
-def stream(method: Method, task: Task, trajs: Sequence[Trajectory], prefix: str,
-           records: dict[str, Record] | None = None, on_step: Any = None) -> dict[str, Record]:
-    """Teacher-forced one-step predictions over ``trajs``, observing each true row right
-    after predicting it. Returns one Record per output."""
-    records = records if records is not None else {n: Record() for n in method.outputs}
-    for i, traj in enumerate(trajs):
-        method.begin(f"{prefix}{i}")
-        rows = task.rows(traj)
-        d = len(task.states)
-        preds = {n: np.full((len(rows), d), np.nan) for n in method.outputs}
-        lows = {n: np.full((len(rows), d), np.nan) for n in method.outputs}
-        ups = {n: np.full((len(rows), d), np.nan) for n in method.outputs}
-        for n in method.outputs:
-            preds[n][0] = traj.states[0]
-        method.observe(rows[0])
-        for t in range(traj.steps):
-            state = {s: rows[t][s] for s in task.states}
-            action = {a: rows[t][a] for a in task.actions}
-            start = time.perf_counter()
-            steps = method.predict(state, action)
-            took = time.perf_counter() - start
-            for n, step in steps.items():
-                rec = records[n]
-                preds[n][t + 1] = step.mean
-                if step.lower is not None and step.upper is not None:
-                    lows[n][t + 1], ups[n][t + 1] = step.lower, step.upper
-                rec.seconds += took
-                rec.predictions += 1
-                rec.tokens += step.tokens
-                rec.failures += int(step.failed)
-            method.observe(rows[t + 1])
-            if on_step is not None:
-                on_step()
-        for n in method.outputs:
-            records[n].truth.append(traj.states)
-            records[n].pred.append(preds[n])
-            records[n].lower.append(lows[n])
-            records[n].upper.append(ups[n])
-    return records
+def stream(method: Method, data: Arrays) -> dict[str, Record]:
+    """Teacher-forced one-step predictions of every trajectory of ``data`` in lockstep;
+    an online method learns each revealed row right after predicting it."""
+    S, A = data.S, data.A
+    n, T = S.shape[0], data.steps
+    recs = {o: Record(S, np.full(S.shape, np.nan), np.full(S.shape, np.nan),
+                      np.full(S.shape, np.nan)) for o in method.outputs}
+    for r in recs.values():
+        r.pred[:, 0] = S[:, 0]
+    for t in range(T):
+        start = time.perf_counter()
+        outs = method.predict(S[:, : t + 1], A[:, : t + 1])
+        took = time.perf_counter() - start
+        for name, out in outs.items():
+            r = recs[name]
+            r.pred[:, t + 1] = out.mean
+            if out.lower is not None and out.upper is not None:
+                r.lower[:, t + 1], r.upper[:, t + 1] = out.lower, out.upper
+            r.seconds += took
+            r.predictions += n
+            r.tokens += out.tokens
+            if out.failed is not None:
+                r.failures += int(out.failed.sum())
+        method.learn(S[:, : t + 2], A[:, : t + 1])
+    return recs
 
 
-def rollout(predictor: Predictor, task: Task, traj: Trajectory,
-            examples: Any = None, record: Record | None = None) -> np.ndarray:
-    """Free-running prediction from x[0] along the trajectory's actions. ``examples``
-    (a function of the query) supplies retrieved examples to in-context predictors. A step
-    with no usable forecast (the predictor not ready, its backend failing, or a
-    non-finite value) keeps the state and is counted in ``record.rollout_failures``."""
-    reset = getattr(predictor, "reset", None)
-    if reset is not None:
-        reset()
-    schema = Schema(task.variables)
-    out = np.empty_like(traj.states)
-    out[0] = traj.states[0]
-    for t in range(traj.steps):
-        state = dict(zip(task.states, map(float, out[t]), strict=True))
-        action = dict(zip(task.actions, map(float, traj.actions[t]), strict=True))
-        query = Query(state, action, list(task.states), schema)
-        ex = examples(query) if examples is not None else []
-        try:
-            nxt = predictor.predict(query, ex).mean
-        except (NotReady, BackendError):
-            nxt = None
-        if nxt is None or not np.all(np.isfinite(nxt)):
-            nxt = out[t]
-            if record is not None:
-                record.rollout_failures += 1
+def rollout(method: Method, data: Arrays, output: str | None = None) -> tuple[np.ndarray, int]:
+    """Free-running predictions from x[0] along each trajectory's actions (the method
+    must not be online: nothing is revealed). A non-finite forecast keeps the state and
+    is counted. Returns the paths (n, T + 1, d) and the count."""
+    S, A = data.S, data.A
+    name = output or method.outputs[0]
+    R = np.empty_like(S)
+    R[:, 0] = S[:, 0]
+    bad = 0
+    for t in range(data.steps):
+        nxt = method.predict(R[:, : t + 1], A[:, : t + 1])[name].mean
+        ok = np.isfinite(nxt).all(axis=1)
+        bad += int((~ok).sum())
         # a free run may leave the physical range: keep it within it
-        out[t + 1] = np.clip(nxt, 0.0, 1e12)
-    return out
+        R[:, t + 1] = np.clip(np.where(ok[:, None], nxt, R[:, t]), 0.0, 1e12)
+    return R, bad
 
 
 def metrics(rec: Record, variance: np.ndarray, scale: float = 1.0) -> dict[str, Any]:
     """The protocol's metric and the extras users need, from one Record."""
-    truth, pred = np.concatenate(rec.truth), np.concatenate(rec.pred)
+    d = rec.truth.shape[2]
+    truth, pred = rec.truth.reshape(-1, d), rec.pred.reshape(-1, d)
+    var = np.where(variance > 0, variance, 1.0)
     err = (pred - truth) ** 2
     out: dict[str, Any] = {
         "mse": float(err.mean()) * scale,
-        "nmse": float((err / np.where(variance > 0, variance, 1.0)).mean()),
+        "nmse": float((err / var).mean()),
         "mse_per_variable": [float(x) * scale for x in err.mean(axis=0)],
         "seconds_per_prediction": rec.seconds / max(rec.predictions, 1),
         "tokens_per_prediction": rec.tokens / max(rec.predictions, 1),
@@ -235,17 +200,158 @@ def metrics(rec: Record, variance: np.ndarray, scale: float = 1.0) -> dict[str, 
         "failures": rec.failures,
         "rollout_failures": rec.rollout_failures,
     }
-    lower, upper = np.concatenate(rec.lower), np.concatenate(rec.upper)
+    lower, upper = rec.lower.reshape(-1, d), rec.upper.reshape(-1, d)
     have = ~np.isnan(lower)
     if have.any():
         inside = (truth[have] >= lower[have]) & (truth[have] <= upper[have])
-        sd = np.sqrt(np.where(variance > 0, variance, 1.0))
-        width = ((upper - lower) / sd)[have]
+        width = ((upper - lower) / np.sqrt(var))[have]
         out["coverage"] = float(inside.mean())
         out["width_over_sd"] = float(width.mean())
         out["n_intervals"] = int(have.sum())
-    if rec.rollout and len(rec.rollout) == len(rec.truth):
-        r_err = (np.concatenate(rec.rollout) - truth) ** 2
+    if rec.rollout is not None:
+        r_err = (rec.rollout.reshape(-1, d) - truth) ** 2
         out["rollout_mse"] = float(r_err.mean()) * scale
-        out["rollout_nmse"] = float((r_err / np.where(variance > 0, variance, 1.0)).mean())
+        out["rollout_nmse"] = float((r_err / var).mean())
+    out.update(rec.info)
     return out
+
+
+def sampled_mse(rec: Record, idx: tuple[np.ndarray, np.ndarray], scale: float = 1.0) -> float:
+    """MSE over the sampled steps ``idx`` = (trajectory, time + 1) only."""
+    i, t = idx
+    return float(((rec.pred[i, t] - rec.truth[i, t]) ** 2).mean()) * scale
+
+
+def task_arrays(task: Task, test: Sequence[Trajectory]) -> tuple[Arrays, Arrays, Arrays]:
+    """Train, validation and (the chosen part of the) test split as arrays."""
+    return Arrays.of(task.train), Arrays.of(task.val), Arrays.of(test)
+
+
+# --- lmtwin, batched -------------------------------------------------------------------
+class Columns(Protocol):
+    """Names of a task's state and action columns (a ``Task`` or a scenario phase)."""
+
+    states: list[str]
+    actions: list[str]
+
+
+class TwinMethod:
+    """A running twin answered a whole step at a time: one retrieval for every query of
+    the step (``Retriever.search_batch``), each numeric predictor's ``predict_batch``,
+    the twin's Hedge weights and its conformal calibrator, as ``Twin.predict`` would do
+    one query at a time. ``online``: after each step it learns exactly as the twin's
+    prequential scorer does (Hedge and calibrator updated from the forecasts made before
+    the row was revealed, then the rows observed into its store and retriever); frozen,
+    it never changes.
+
+    Outputs: ``lmtwin[<label>]`` (the combination) and ``lmtwin-<predictor>[<label>]``.
+    """
+
+    def __init__(self, twin: Any, task: Columns, label: str, online: bool,
+                 prefix: str = "test", level: float = 0.9) -> None:
+        self.twin, self.task, self.online = twin, task, online
+        self.level, self.prefix = level, prefix
+        self.names = [p.name for p in twin.predictors]
+        self.outputs = [f"lmtwin[{label}]"] + [
+            f"lmtwin-{n}[{label}]" for n in self.names if n != "persistence"]
+        self._label = label
+        self._last: dict[str, Any] = {}
+
+    def _examples(self, X: np.ndarray, U: np.ndarray, k: int) -> Any:
+        """The k nearest stored transitions of every query, as a ``Batch``."""
+        from lmtwin.predictors.simple import Batch
+
+        task, twin = self.task, self.twin
+        names = sorted(task.states) + sorted(f"a:{a}" for a in task.actions)
+        cols = {f"s:{s}": X[:, j] for j, s in enumerate(task.states)}
+        cols.update({f"a:{a}": U[:, j] for j, a in enumerate(task.actions)})
+        inputs = np.stack([cols[n if n.startswith("a:") else f"s:{n}"] for n in names], axis=1)
+        ids = twin.retriever.search_batch(cols, len(X), twin.schema, k)
+        Xs, Ds = twin.retriever.arrays(names, list(task.states))
+        if not len(Xs):  # nothing stored yet
+            Xs, Ds = np.full((1, len(names)), np.nan), np.full((1, len(task.states)), np.nan)
+        have = (ids >= 0)[:, :, None]
+        safe = np.clip(ids, 0, None)
+        return Batch(names, list(task.states), inputs, X.copy(),
+                     np.where(have, Xs[safe], np.nan), np.where(have, Ds[safe], np.nan))
+
+    def forecasts(self, X: np.ndarray, U: np.ndarray) -> dict[str, tuple[np.ndarray,
+                                                                          np.ndarray]]:
+        """Each predictor's point forecasts (n, d) and which queries it answered (n,)."""
+        batch = self._examples(X, U, max(1, *(p.k for p in self.twin.predictors)))
+        out = {}
+        for p in self.twin.predictors:
+            mean, ok = p.predict_batch(batch)
+            out[p.name] = (np.asarray(mean, dtype=float), np.asarray(ok, dtype=bool)
+                           & np.isfinite(mean).all(axis=1))
+        return out
+
+    def predict(self, S: np.ndarray, A: np.ndarray) -> dict[str, Out]:
+        X, U = S[:, -1], A[:, -1]
+        fc = self.forecasts(X, U)
+        n = len(X)
+        names = list(fc)
+        ok = np.stack([fc[m][1] for m in names], axis=1)
+        W = np.zeros((n, len(names)))
+        for pattern in np.unique(ok, axis=0):
+            rows = (ok == pattern).all(axis=1)
+            w = self.twin.hedge.weights([m for m, o in zip(names, pattern, strict=True) if o])
+            W[rows] = [w.get(m, 0.0) for m in names]
+        M = np.stack([np.where(fc[m][1][:, None], fc[m][0], 0.0) for m in names], axis=1)
+        mean = np.einsum("np,npd->nd", W, M)
+        spread = np.sqrt(np.einsum("np,npd->nd", W, (M - mean[:, None]) ** 2))
+        step = np.array([self.twin.hedge.step(t) for t in self.task.states])
+        sigma = spread + 0.5 * np.abs(mean - X) + 1e-3 * (step + np.abs(X)) + 1e-9
+        lower = upper = None
+        q = [self.twin.calibrator.interval(t, 0.0, 1.0, self.level) for t in self.task.states]
+        if all(iv is not None for iv in q):
+            lo = np.array([iv[0] for iv in q if iv is not None])
+            hi = np.array([iv[1] for iv in q if iv is not None])
+            lower, upper = mean + lo * sigma, mean + hi * sigma
+        self._last = {"fc": fc, "mean": mean, "sigma": sigma}
+        outs = {f"lmtwin[{self._label}]": Out(mean, lower, upper)}
+        for m in names:
+            if m != "persistence":
+                good = fc[m][1]
+                outs[f"lmtwin-{m}[{self._label}]"] = Out(
+                    np.where(good[:, None], fc[m][0], X), failed=~good)
+        return outs
+
+    def learn(self, S: np.ndarray, A: np.ndarray) -> None:
+        """Score the step's forecasts against the revealed rows (Hedge, calibrator), then
+        observe the rows (``A`` may hold the next action, taken with the new state)."""
+        if not self.online:
+            return
+        from lmtwin.types import Observation
+
+        t = S.shape[1] - 2
+        prev, actual = S[:, -2], S[:, -1]
+        fc, mean, sigma = self._last["fc"], self._last["mean"], self._last["sigma"]
+        states = self.task.states
+        hedge, cal = self.twin.hedge, self.twin.calibrator
+        for i in range(len(actual)):
+            act = dict(zip(states, actual[i].tolist(), strict=True))
+            cur = dict(zip(states, prev[i].tolist(), strict=True))
+            hedge.update(act, cur, {m: dict(zip(states, f[i].tolist(), strict=True))
+                                    for m, (f, o) in fc.items() if o[i]})
+            for j, s in enumerate(states):
+                cal.add(s, float(actual[i, j]), float(mean[i, j]), float(sigma[i, j]))
+        obs = []
+        for i in range(len(actual)):
+            ep = f"{self.prefix}{i}"
+            if t == 0:
+                obs.append(Observation(ep, 0.0, self._row(S[i, 0], A[i, 0])))
+            obs.append(Observation(ep, float(t + 1), self._row(
+                S[i, t + 1], A[i, t + 1] if A.shape[1] > t + 1 else None)))
+        keep = self.twin.score_window
+        self.twin.score_window = 0  # scored above, in batch
+        try:
+            self.twin.observe_many(obs)
+        finally:
+            self.twin.score_window = keep
+
+    def _row(self, s: np.ndarray, a: np.ndarray | None) -> dict[str, float]:
+        row = dict(zip(self.task.states, map(float, s), strict=True))
+        if a is not None:
+            row.update(zip(self.task.actions, map(float, a), strict=True))
+        return row

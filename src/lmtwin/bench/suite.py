@@ -1,16 +1,29 @@
-"""``lmtwin bench tasks``: the literature's tasks, baselines and lmtwin variants.
+"""``lmtwin bench tasks``: the literature's tasks, baselines and lmtwin, like for like.
 
-For each task and seed: baselines are fitted on the train split; a twin observes the
-train split, streams part of the validation split (predicting before observing, so its
-combination weights and conformal intervals learn) and then the test split. Every
-method is scored on the same test trajectories with the protocol's teacher-forced
-one-step MSE, plus rollouts, normalised MSE, intervals, time and tokens.
+Per task and seed, every method is scored on the same test steps (all trajectories of
+the test split, in lockstep: step t of every trajectory is predicted before any row
+t + 1 is revealed) in two variants:
+
+- ``frozen``: it has seen the train and validation splits only. Cheap baselines are
+  fitted on train, their setting chosen on validation, then refitted on train +
+  validation; neural baselines train on train with early stopping on validation; the
+  twin holds train + validation in its memory, its combination weights and intervals
+  learnt by streaming the validation split prequentially.
+- ``online``: the same, then each test row is learnt right after it was predicted (the
+  twin observes it; ridge extends its normal equations; kNN and parroting store it;
+  SINDy refits every few steps). Neural baselines have no online variant.
+
+Rollouts (free-running from x[0]) are of the frozen variants. The language-model
+methods run on a random sample of test steps of the first ``lm_seeds`` seeds, beside
+every other method's error on the same steps.
 """
 
 from __future__ import annotations
 
+import copy
 import resource
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,230 +33,381 @@ import numpy as np
 
 from lmtwin.bench import baselines as bl
 from lmtwin.bench.harness import (
-    PredictorMethod,
+    Arrays,
+    Method,
+    PersistenceMethod,
     Record,
     TwinMethod,
     mean_ci,
     metrics,
     rollout,
+    sampled_mse,
     stream,
 )
 from lmtwin.bench.scenarios import SCENARIOS, ScenarioSizes, run_scenario
 from lmtwin.bench.tasks import DATA_DIR, TASKS, Sizes, Task, load_task
-from lmtwin.errors import LmtwinError
+from lmtwin.errors import BackendError, LmtwinError, NotReady, ParseError
 from lmtwin.llm.base import LLMBackend
 from lmtwin.predictors import LLMPredictor, LocalRidge, Persistence, Predictor
 from lmtwin.retrieval import Retriever
 from lmtwin.twin import Twin
 from lmtwin.uncertainty import Calibrator
 
-BASELINES = ("persistence", "knn", "ridge", "sindy", "dynode", "gru", "transformer", "llmtime")
-LMTWIN = ("raw", "tuned")
+CHEAP = ("persistence", "knn", "ridge", "sindy", "parroting")
+NEURAL = ("dynode", "gru", "transformer")
+BASELINES = CHEAP + NEURAL
+VARIANTS = ("frozen", "online")
+
+# settings chosen per seed on the validation split (never on the scored test split)
+GRIDS: dict[str, list[Any]] = {
+    "lmtwin_k": [16, 32, 64, 128],
+    "ridge_alpha": [1e-6, 1e-4, 1e-3, 1e-2, 1e-1],
+    "knn_neighbours": [1, 3, 5, 10, 20],
+    "sindy_threshold": [0.002, 0.02, 0.2],  # with the published 0.02 (1e-5 for COVID)
+    "parroting": [(1, 1), (2, 1), (4, 1), (2, 4), (4, 4)],  # (window, matches)
+}
 
 
 @dataclass
 class Config:
-    """A run's settings; ``Config.quick()`` is what ``--quick`` uses."""
+    """A run's settings; ``Config.quick_run()`` is what ``--quick`` uses."""
 
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     seeds: list[int] = field(default_factory=lambda: list(range(10, 20)))
-    lm_seeds: int = 10  # how many of the seeds run the language-model methods
     sizes: Sizes = field(default_factory=Sizes.full)
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
-    retrievals: list[str] = field(default_factory=lambda: list(LMTWIN))
-    k: int = 16
-    train_steps: dict[str, int] = field(default_factory=lambda: {
-        "dynode": 3000, "gru": 1500, "transformer": 1500})
-    tune_steps: int = 1000
+    max_steps: dict[str, int] = field(default_factory=lambda: {
+        "dynode": 20000, "gru": 3000, "transformer": 3000})
+    patience: int = 8  # validation checks without improvement before a network stops
+    check_every: int = 200  # training steps between validation checks
+    select_trajectories: int = 200  # validation trajectories scored to choose settings
     min_residuals: int = 20
-    lm_rollout: bool = True
-    tuned_tasks: list[str] | None = None  # None: tuned retrieval on every task
+    lm_seeds: int = 3  # seeds whose sampled test steps the language model answers
+    lm_steps: int = 8  # sampled test steps per seed and task
+    lm_calibration: int = 6  # validation steps that score the language model first
+    lm_k: int = 12  # examples in its prompt
+    covid_seeds: int | None = None  # None: every seed; COVID simulations are slow
     scenario_sizes: ScenarioSizes | None = None  # None: by quick
-    max_train_transitions: int = 20000
+    scenario_seeds: int = 3
     data_dir: Path = DATA_DIR
     quick: bool = False
 
     @classmethod
     def quick_run(cls) -> Config:
-        return cls(seeds=[10, 11], lm_seeds=1, sizes=Sizes.quick(), k=8,
-                   train_steps={"dynode": 150, "gru": 12, "transformer": 40},
-                   tune_steps=300, min_residuals=4, lm_rollout=False,
-                   tuned_tasks=["cancer"], quick=True)
-
-
-def make_baseline(name: str, task: Task, seed: int, cfg: Config,
-                  backend: LLMBackend | None) -> Predictor:
-    steps = cfg.train_steps
-    if name == "persistence":
-        return Persistence()
-    if name == "knn":
-        return bl.KNN()
-    if name == "ridge":
-        return bl.Ridge()
-    if name == "sindy":
-        return bl.SINDy(threshold=1e-5 if task.name == "covid" else 0.02)
-    if name == "dynode":
-        return bl.DyNODE(steps=steps["dynode"], seed=seed)
-    if name == "gru":
-        return bl.GRU(steps=steps["gru"], seed=seed)
-    if name == "transformer":
-        return bl.Transformer(steps=steps["transformer"], seed=seed)
-    if name == "llmtime":
-        if backend is None:
-            raise LmtwinError("llmtime needs a language model; run without --model none")
-        return bl.LLMTime(backend)
-    raise LmtwinError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+        return cls(seeds=[10, 11, 12], sizes=Sizes.quick(),
+                   max_steps={"dynode": 400, "gru": 60, "transformer": 100},
+                   check_every=20, patience=3, select_trajectories=20, min_residuals=5,
+                   lm_seeds=3, lm_steps=2, lm_calibration=3, quick=True)
 
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_twin(task: Task, backend: LLMBackend | None, cfg: Config, seed: int,
-               retrieval: str) -> Twin:
-    """A twin that has observed the train split (tuned: its encoder fine-tuned on it)."""
-    predictors: list[Predictor] = [Persistence(), LocalRidge()]
-    if backend is not None:
-        llm = LLMPredictor(backend)
-        llm.k = cfg.k  # the prompt's examples
-        predictors.append(llm)
-    twin = Twin(f"{task.name}-{seed}", variables=task.variables, predictors=predictors,
-                retriever=Retriever(k=cfg.k), seed=seed)
+# --- settings on validation --------------------------------------------------------
+def _nmse(rec: Record, variance: np.ndarray) -> float:
+    return float(metrics(rec, variance)["nmse"])
+
+
+def _score(method: Method, val: Arrays, variance: np.ndarray) -> float:
+    return _nmse(stream(method, val)[method.outputs[0]], variance)
+
+
+def _cheap(name: str, task: Task, train: Arrays, val: Arrays, sel: Arrays,
+           variance: np.ndarray, chosen: dict[str, Any]) -> Any:
+    """A cheap baseline with its setting chosen on validation, refitted on train +
+    validation; ``chosen`` records the setting and every candidate's validation nMSE."""
+    both = train.concat(val)
+    states, actions = task.states, task.actions
+
+    def fitted(model: Any, data: Arrays) -> Any:
+        if isinstance(model, bl.ContextParroting):
+            return model.fit_arrays(data.S, data.A, states, actions)
+        return model.fit_arrays(*data.deltas(), states, actions)
+
+    def make(setting: Any) -> Any:
+        if name == "ridge":
+            return bl.Ridge(alpha=setting)
+        if name == "knn":
+            return bl.KNN(neighbours=setting)
+        if name == "sindy":
+            return bl.SINDy(threshold=setting)
+        return bl.ContextParroting(window=setting[0], matches=setting[1])
+
+    grid = list(GRIDS[{"ridge": "ridge_alpha", "knn": "knn_neighbours",
+                       "sindy": "sindy_threshold", "parroting": "parroting"}[name]])
+    if name == "sindy" and task.name == "covid":
+        grid = [1e-6, 1e-5, 1e-4]  # the published 1e-5 and its neighbours
+    scores = {}
+    for setting in grid:
+        model = fitted(make(setting), train)
+        wrap = (bl.ParrotMethod(model, name) if name == "parroting"
+                else bl.FittedMethod(model, name))
+        scores[str(setting)] = _score(wrap, sel, variance)
+    best = min(grid, key=lambda s: scores[str(s)] if np.isfinite(scores[str(s)]) else np.inf)
+    chosen[name] = {"setting": best, "validation_nmse": scores}
+    return fitted(make(best), both)
+
+
+# --- lmtwin -----------------------------------------------------------------------
+def build_twin(task: Task, train: Arrays, val: Arrays, sel: Arrays, variance: np.ndarray,
+               cfg: Config, seed: int, chosen: dict[str, Any],
+               lm: Callable[[Twin], None] | None = None) -> Twin:
+    """A twin holding train + validation: train observed, the numeric learner's k chosen
+    on validation, then the validation split streamed prequentially (its combination
+    weights and intervals learn). ``lm(twin)`` runs in between (language-model scoring
+    on validation steps the twin has not seen)."""
+    twin = Twin(f"{task.name}-{seed}", variables=task.variables,
+                predictors=[Persistence(), LocalRidge()], retriever=Retriever(k=16),
+                seed=seed, score_window=0)
     twin.calibrator = Calibrator(min_residuals=cfg.min_residuals)
     twin.observe_many(task.observations(task.train, "train"))
-    if retrieval == "tuned":
-        from lmtwin.retrieval.set_encoder import SetEncoder
-
-        twin.retriever.encoder = SetEncoder(seed=seed)
-        twin.tune(steps=cfg.tune_steps)
+    numeric = twin.predictors[1]
+    scores = {}
+    for k in GRIDS["lmtwin_k"]:
+        numeric.k = k
+        scores[str(k)] = _nmse(stream(TwinMethod(twin, task, "sel", online=False), sel)[
+            "lmtwin-numeric[sel]"], variance)
+    numeric.k = min(GRIDS["lmtwin_k"], key=lambda k: scores[str(k)])
+    chosen["lmtwin"] = {"setting": {"k": numeric.k}, "validation_nmse": scores}
+    if lm is not None:
+        lm(twin)
+    stream(TwinMethod(twin, task, "val", online=True, prefix="val"), val)
     return twin
 
 
-def run_twin(task: Task, test: list[Any], backend: LLMBackend | None, cfg: Config, seed: int,
-             retrieval: str) -> tuple[dict[str, Record], float, dict[str, float]]:
-    """Stream the validation head and the test split through a fresh twin; returns the
-    records, the seconds taken and the final combination weights."""
-    start = time.perf_counter()
-    twin = build_twin(task, backend, cfg, seed, retrieval)
-    method = TwinMethod(twin, task, retrieval)
-    val = [t.head(min(cfg.sizes.val_steps, t.steps)) for t in task.val[:1]]
-    stream(method, task, val, "val")  # calibration: weights and intervals learn
-    records = {n: Record() for n in method.outputs}
-    for i, traj in enumerate(test):
-        # free-running rollouts first, from what the twin knew before this trajectory
-        for out in method.outputs:
-            name = out.split("[")[0].removeprefix("lmtwin-")
-            if name in ("lmtwin", "llm") and backend is not None and not cfg.lm_rollout:
+# --- the language model on sampled steps ----------------------------------------------
+def _lm_calibrate(task: Task, val: Arrays, backend: LLMBackend, cfg: Config,
+                  rng: np.random.Generator, log: dict[str, Any]) -> Callable[[Twin], None]:
+    """Score the language model on ``lm_calibration`` random validation steps the twin
+    has not observed, so it can earn combination weight (as the twin's own sampled
+    scoring of a costly predictor does)."""
+    def run(twin: Twin) -> None:
+        llm = LLMPredictor(backend, k=cfg.lm_k)
+        twin.predictors.append(llm)
+        calls = 0
+        for _ in range(cfg.lm_calibration):
+            i, t = int(rng.integers(len(val.S))), int(rng.integers(val.steps))
+            values = {**dict(zip(task.states, map(float, val.S[i, t]), strict=True)),
+                      **dict(zip(task.actions, map(float, val.A[i, t]), strict=True))}
+            try:
+                pred = twin.predict(values)
+            except NotReady:
                 continue
-            if name == "lmtwin":
-                records[out].rollout.append(_twin_rollout(twin, task, traj))
-                continue
-            p = method.rollout_predictor(name)
-            if p is not None:
-                records[out].rollout.append(
-                    rollout(p, task, traj, _searcher(twin, p.k), records[out]))
-        stream(method, task, [traj], f"test{i}-", records)
-    weights = twin.hedge.weights([p.name for p in twin.predictors])
-    twin.store.close()  # not twin.close(): that closes the shared language model too
-    return records, time.perf_counter() - start, weights
+            calls += 1
+            actual = dict(zip(task.states, map(float, val.S[i, t + 1]), strict=True))
+            cur = {s: values[s] for s in task.states}
+            twin.hedge.update(actual, cur, pred.by_predictor)
+        twin.predictors.remove(llm)
+        log["calibration_calls"] = calls
+    return run
 
 
-def _searcher(twin: Twin, k: int) -> Callable[[Any], list[Any]]:
-    """The twin's retrieval for a predictor that wants ``k`` examples."""
-    def search(q: Any) -> list[Any]:
-        return twin.retriever.search(q.state, q.action, twin.schema, k=k) if k else []
-    return search
+def _lm_sample(task: Task, twin: Twin, test: Arrays, backend: LLMBackend, cfg: Config,
+               rng: np.random.Generator) -> dict[str, Any]:
+    """The frozen twin with the language model in its pool, the language model alone and
+    the LLMTime-style forecaster on ``lm_steps`` random test steps."""
+    llm = LLMPredictor(backend, k=cfg.lm_k)
+    llmtime = bl.LLMTime(backend)
+    twin.predictors.append(llm)
+    n, T = test.S.shape[0], test.steps
+    picks = rng.choice(n * T, size=min(cfg.lm_steps, n * T), replace=False)
+    rows: dict[str, list[Any]] = {"i": [], "t": [], "truth": [], "lmtwin+llm": [], "llm": [],
+                                  "llmtime": [], "lower": [], "upper": [], "llm_weight": [],
+                                  "tokens": [], "seconds": [], "fallbacks": []}
+    for p in picks:
+        i, t = int(p // T), int(p % T)
+        x = test.S[i, t]
+        values = {**dict(zip(task.states, map(float, x), strict=True)),
+                  **dict(zip(task.actions, map(float, test.A[i, t]), strict=True))}
+        start = time.perf_counter()
+        pred = twin.predict(values)
+        rows["seconds"].append(time.perf_counter() - start)
+        by = pred.by_predictor.get("llm")
+        rows["fallbacks"].append(int(by is None))
+        rows["i"].append(i)
+        rows["t"].append(t)
+        rows["truth"].append(test.S[i, t + 1].tolist())
+        rows["lmtwin+llm"].append([pred.mean[s] for s in task.states])
+        rows["llm"].append([by[s] for s in task.states] if by else x.tolist())
+        rows["lower"].append([pred.lower.get(s, np.nan) for s in task.states])
+        rows["upper"].append([pred.upper.get(s, np.nan) for s in task.states])
+        rows["llm_weight"].append(pred.weights.get("llm", 0.0))
+        info = pred.provenance.get("info", {}).get("llm", {})
+        rows["tokens"].append(int(info.get("tokens", 0)))
+        try:
+            rows["llmtime"].append(llmtime.forecast_series(test.S[i, : t + 1]).tolist())
+        except (ParseError, BackendError):
+            rows["llmtime"].append(x.tolist())
+            rows["fallbacks"][-1] += 1
+    twin.predictors.remove(llm)
+    return rows
 
 
-def _twin_rollout(twin: Twin, task: Task, traj: Any) -> np.ndarray:
-    out = np.empty_like(traj.states)
-    out[0] = traj.states[0]
-    for t in range(traj.steps):
-        state = dict(zip(task.states, map(float, out[t]), strict=True))
-        action = dict(zip(task.actions, map(float, traj.actions[t]), strict=True))
-        pred = twin.predict({**state, **action})
-        out[t + 1] = np.clip([pred.mean[s] for s in task.states], 0.0, 1e12)
-    return out
-
-
-def _first(rec: Record) -> dict[str, Any]:
-    """The first test trajectory of a record, for the report's plots."""
-    def arr(x: list[np.ndarray]) -> list[Any] | None:
-        return np.nan_to_num(x[0], nan=np.nan).tolist() if x else None
-    return {"pred": arr(rec.pred), "lower": arr(rec.lower), "upper": arr(rec.upper),
-            "rollout": arr(rec.rollout)}
-
-
+# --- one task ---------------------------------------------------------------------
 def run_task(name: str, cfg: Config, backend: LLMBackend | None,
              tick: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """All methods on one task over the configured seeds. A baseline that cannot run
+    """Every method on one task over the configured seeds. A baseline that cannot run
     (a missing optional dependency) is reported and skipped; the others still run."""
     per_seed: dict[str, list[dict[str, Any]]] = {}
     errors: dict[str, str] = {}
-    fit_seconds: dict[str, list[float]] = {}
-    weights: dict[str, list[dict[str, float]]] = {}
+    settings: list[dict[str, Any]] = []
+    lm_runs: list[dict[str, Any]] = []
     plot: dict[str, Any] = {}
     task: Task | None = None
-    reused: list[str] = []
-    for si, seed in enumerate(cfg.seeds):
+    seeds = cfg.seeds[: cfg.covid_seeds] if name == "covid" and cfg.covid_seeds else cfg.seeds
+    timing: dict[str, float] = {}
+    for si, seed in enumerate(seeds):
+        t0 = time.perf_counter()
         task = load_task(name, seed, cfg.sizes, cfg.data_dir)
-        test = task.test_set(cfg.sizes)
-        if si == 0:
-            plot = {"states": task.states, "truth": test[0].states.tolist(), "methods": {}}
-        variance = np.concatenate([t.states for t in task.train + task.val + task.test]).var(0)
-        train = task.transitions(task.train)[: cfg.max_train_transitions]
-        lm_seed = si < cfg.lm_seeds
+        timing["data"] = timing.get("data", 0.0) + time.perf_counter() - t0
+        train, val = Arrays.of(task.train), Arrays.of(task.val)
+        test = Arrays.of(task.test_set(cfg.sizes))
+        sel = Arrays(val.S[: cfg.select_trajectories], val.A[: cfg.select_trajectories])
+        variance = np.concatenate([train.states(), val.states(), test.states()]).var(axis=0)
+        chosen: dict[str, Any] = {"seed": seed}
+        recs: dict[str, Record] = {}
+        rng = np.random.default_rng(seed)
+
+        def run(method: Method, variant: str, roll: bool,
+                test: Arrays = test, recs: dict[str, Record] = recs) -> None:
+            _run(method, test, variant, roll, recs, timing)
+
         for b in cfg.baselines:
-            if b in errors or (b == "llmtime" and (not lm_seed or (task.deterministic and si))):
+            if b in errors:
                 continue
             tick(f"{name} seed {seed}: {b}")
+            start = time.perf_counter()
             try:
-                p = make_baseline(b, task, seed, cfg, backend)
-                fit = getattr(p, "fit", None)
-                if fit is not None:
-                    fit(train)
-                    fit_seconds.setdefault(b, []).append(getattr(p, "fit_seconds_", 0.0))
-                rec = stream(PredictorMethod(p, task), task, test, "test")[p.name]
-                rec.rollout = [rollout(p, task, traj, record=rec) for traj in test]
+                if b == "persistence":
+                    m: Method = PersistenceMethod(b)
+                    run(m, "frozen", True)
+                    recs[f"{b}[online]"] = recs[f"{b}[frozen]"]
+                elif b in CHEAP:
+                    model = _cheap(b, task, train, val, sel, variance, chosen)
+                    online = copy.deepcopy(model)
+                    wrap: Callable[..., Method] = (
+                        bl.ParrotMethod if b == "parroting" else bl.FittedMethod)
+                    run(wrap(model, b), "frozen", True)
+                    run(wrap(online, b, online=True), "online", False)
+                elif b in NEURAL:
+                    run(_neural(b, task, train, val, cfg, seed, chosen), "frozen", True)
+                else:
+                    raise LmtwinError(f"unknown baseline {b!r}; choose from "
+                                      f"{', '.join(BASELINES)}")
             except LmtwinError as exc:
                 errors[b] = f"{type(exc).__name__}: {exc}"
                 continue
-            per_seed.setdefault(b, []).append(metrics(rec, variance, task.mse_scale))
-            if si == 0:
-                plot["methods"][b] = _first(rec)
-        for r in cfg.retrievals:
-            key = f"lmtwin[{r}]"
-            if key in errors or (not lm_seed and backend is not None):
-                continue
-            if r == "tuned" and cfg.tuned_tasks is not None and name not in cfg.tuned_tasks:
-                continue
-            if task.deterministic and si > 0 and r == "raw":
-                # the same data, greedy decoding, raw retrieval: the same numbers
-                reused.append(f"{key} seed {seed}")
-                for out in [k for k in per_seed if k.endswith(f"[{r}]")]:
-                    per_seed[out].append(dict(per_seed[out][0]))
-                continue
-            tick(f"{name} seed {seed}: lmtwin, {r} retrieval")
-            try:
-                recs, secs, w = run_twin(task, test, backend, cfg, seed, r)
-            except LmtwinError as exc:
-                errors[key] = f"{type(exc).__name__}: {exc}"
-                continue
-            fit_seconds.setdefault(key, []).append(secs)
-            weights.setdefault(r, []).append(w)
-            for out, rec in recs.items():
-                per_seed.setdefault(out, []).append(metrics(rec, variance, task.mse_scale))
-                if si == 0:
-                    plot["methods"][out] = _first(rec)
+            timing[b] = timing.get(b, 0.0) + time.perf_counter() - start
+        tick(f"{name} seed {seed}: lmtwin")
+        start = time.perf_counter()
+        lm_seed = backend is not None and si < cfg.lm_seeds
+        lm_log: dict[str, Any] = {}
+        twin = build_twin(task, train, val, sel, variance, cfg, seed, chosen,
+                          _lm_calibrate(task, val, backend, cfg, rng, lm_log)
+                          if lm_seed and backend is not None else None)
+        timing["lmtwin_build"] = timing.get("lmtwin_build", 0.0) + time.perf_counter() - start
+        run(TwinMethod(twin, task, "frozen", online=False), "frozen", True)
+        if lm_seed and backend is not None:
+            tick(f"{name} seed {seed}: language model on {cfg.lm_steps} sampled steps")
+            hedge, cal = copy.deepcopy(twin.hedge), copy.deepcopy(twin.calibrator)
+            sample = _lm_sample(task, twin, test, backend, cfg, rng)
+            twin.hedge, twin.calibrator = hedge, cal  # the online run starts as frozen did
+            sample.update(lm_log, seed=seed)
+            lm_runs.append(sample)
+        run(TwinMethod(twin, task, "online", online=True), "online", False)
+        twin.store.close()
+        for key, rec in recs.items():
+            per_seed.setdefault(key, []).append(metrics(rec, variance, task.mse_scale))
+        for sample in lm_runs[-1:] if lm_seed else []:
+            idx = (np.array(sample["i"]), np.array(sample["t"]) + 1)
+            sample["same_steps_mse"] = {k: sampled_mse(r, idx, task.mse_scale)
+                                        for k, r in recs.items()}
+            sample["variance"] = variance.tolist()
+        settings.append(chosen)
+        if si == 0:
+            plot = {"states": task.states, "truth": test.S[0].tolist(), "methods": {
+                k: {"pred": r.pred[0].tolist(), "lower": r.lower[0].tolist(),
+                    "upper": r.upper[0].tolist(),
+                    "rollout": None if r.rollout is None else r.rollout[0].tolist()}
+                for k, r in recs.items() if k.endswith("[frozen]")}}
     assert task is not None
-    result = summarise(name, task, per_seed, errors, fit_seconds, weights)
-    result.update(reused_deterministic=reused, peak_rss_mb=_peak_mb(), plot=plot)
+    result = summarise(name, task, per_seed, errors)
+    result.update(settings=settings, lm=_lm_summary(task, lm_runs), peak_rss_mb=_peak_mb(),
+                  plot=plot, timing_seconds=timing, seeds=seeds,
+                  test_trajectories=int(test.S.shape[0]), test_steps=int(test.steps))
     return result
 
 
+def _run(method: Method, test: Arrays, variant: str, roll: bool, recs: dict[str, Record],
+         timing: dict[str, float]) -> None:
+    """Stream ``test`` through ``method`` (and roll it out if frozen); records by key
+    ``<output>[<variant>]``."""
+    start = time.perf_counter()
+    out = stream(method, test)
+    for o, rec in out.items():
+        key = f"{o}[{variant}]" if "[" not in o else o
+        if roll and not method.online:
+            rec.rollout, rec.rollout_failures = rollout(method, test, o)
+        recs[key] = rec
+    timing[variant] = timing.get(variant, 0.0) + time.perf_counter() - start
+
+
+def _neural(b: str, task: Task, train: Arrays, val: Arrays, cfg: Config, seed: int,
+            chosen: dict[str, Any]) -> Method:
+    """A neural baseline trained on train with early stopping on validation."""
+    kw = {"steps": cfg.max_steps[b], "seed": seed, "patience": cfg.patience,
+          "check_every": cfg.check_every}
+    model: Any
+    if b == "dynode":
+        model = bl.DyNODE(**kw)
+        Xv, Yv = val.deltas()
+        model.val_ = (Xv, Yv)
+        model.fit_arrays(*train.deltas(), task.states, task.actions)
+        method: Method = bl.FittedMethod(model, b)
+    else:
+        seq = bl.GRU(batch=128, **kw) if b == "gru" else bl.Transformer(batch=128, **kw)
+        seq.fit_sequences(train.S, train.A, val.S, val.A, task.states, task.actions)
+        model = seq
+        method = bl.SequenceMethod(seq, b)
+    chosen[b] = {"training": model.info_, "fit_seconds": model.fit_seconds_}
+    return method
+
+
+def _lm_summary(task: Task, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per seed MSE on the sampled steps of the language-model methods and, on the same
+    steps, of every other method; means with t-intervals over seeds."""
+    if not runs:
+        return {}
+    scale = task.mse_scale
+    per: dict[str, list[float]] = {}
+    coverage: list[float] = []
+    for r in runs:
+        truth = np.array(r["truth"])
+        for key in ("lmtwin+llm", "llm", "llmtime"):
+            per.setdefault(key, []).append(
+                float(((np.array(r[key]) - truth) ** 2).mean()) * scale)
+        for key, v in r["same_steps_mse"].items():
+            per.setdefault(key, []).append(v)
+        lo, hi = np.array(r["lower"]), np.array(r["upper"])
+        have = np.isfinite(lo)
+        if have.any():
+            coverage.append(float(((truth >= lo) & (truth <= hi))[have].mean()))
+    return {"seeds": len(runs), "steps_per_seed": len(runs[0]["i"]),
+            "mse": {k: mean_ci(v) for k, v in per.items()},
+            "coverage": mean_ci(coverage) if coverage else None,
+            "llm_weight": mean_ci([float(np.mean(r["llm_weight"])) for r in runs]),
+            "seconds_per_call": mean_ci([float(np.mean(r["seconds"])) for r in runs]),
+            "tokens_per_call": mean_ci([float(np.mean(r["tokens"])) for r in runs]),
+            "fallbacks": int(sum(sum(r["fallbacks"]) for r in runs)),
+            "calibration_calls": [r.get("calibration_calls", 0) for r in runs]}
+
+
 def summarise(name: str, task: Task, per_seed: dict[str, list[dict[str, Any]]],
-              errors: dict[str, str], fit_seconds: dict[str, list[float]],
-              weights: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+              errors: dict[str, str]) -> dict[str, Any]:
+    """Mean and t-interval of each metric per method; the ratios of lmtwin to the best
+    baseline, frozen to frozen and online to the best of every baseline, only where at
+    least 3 seeds back both (otherwise None, shown as n/a)."""
     methods: dict[str, Any] = {}
     for m, runs in per_seed.items():
         row: dict[str, Any] = {"seeds": len(runs)}
@@ -255,46 +419,32 @@ def summarise(name: str, task: Task, per_seed: dict[str, list[dict[str, Any]]],
         row["failures"] = sum(r["failures"] for r in runs)
         row["rollout_failures"] = sum(r.get("rollout_failures", 0) for r in runs)
         row["predictions"] = sum(r["predictions"] for r in runs)
-        base = m.split("[")[0]
-        if base in fit_seconds:
-            row["fit_seconds"] = float(np.mean(fit_seconds[base]))
-        elif m.startswith("lmtwin") and f"lmtwin[{m.split('[')[-1]}" in fit_seconds:
-            row["run_seconds"] = float(np.mean(fit_seconds[f"lmtwin[{m.split('[')[-1]}"]))
         methods[m] = row
-    baseline_mse = {m: r["mse"]["mean"] for m, r in methods.items()
-                    if not m.startswith("lmtwin") and "mse" in r}
-    best = min(baseline_mse, key=lambda m: baseline_mse[m]) if baseline_mse else None
-    ratios = {}
-    for m, r in methods.items():
-        if m.startswith("lmtwin[") and best is not None and baseline_mse[best] > 0:
-            ratios[m] = r["mse"]["mean"] / baseline_mse[best]
-    lm_share = {r: float(np.mean([w.get("llm", 0.0) for w in ws])) for r, ws in weights.items()}
-    return {"task": name, "methods": methods, "errors": errors, "best_baseline": best,
-            "ratio_to_best_baseline": ratios, "lm_weight_share": lm_share,
+    ratios: dict[str, Any] = {}
+    for variant in VARIANTS:
+        mine = f"lmtwin[{variant}]"
+        pool = [m for m in methods if not m.startswith("lmtwin")
+                and (variant == "online" or m.endswith("[frozen]"))]
+        if mine not in methods or not pool:
+            continue
+        best = min(pool, key=lambda m: methods[m]["mse"]["mean"])
+        n = min(len(per_seed[mine]), len(per_seed[best]))
+        cell: dict[str, Any] = {"best_baseline": best, "seeds": n, "ratio": None}
+        if n >= 3:
+            a = np.array([r["mse"] for r in per_seed[mine][:n]])
+            b = np.array([r["mse"] for r in per_seed[best][:n]])
+            cell["ratio"] = float(a.mean() / b.mean()) if b.mean() > 0 else None
+            with np.errstate(all="ignore"):
+                cell["per_seed"] = mean_ci((a / b).tolist())
+        ratios[variant] = cell
+    return {"task": name, "methods": methods, "errors": errors, "ratios": ratios,
             "info": task.info, "mse_scale": task.mse_scale, "deterministic": task.deterministic}
 
 
-FULL_PROTOCOL_NOTE = (
-    "`lmtwin bench tasks` without `--quick` runs the protocol as written: seeds 10..19, "
-    "1000 patients per cancer split, 24 COVID trajectories per split of 1,000,000 people, "
-    "whole test splits, the language-model methods on every seed, rollouts of every "
-    "method. Expected duration on this 2-core machine: the embedded language model "
-    "answers about one call per 0.5-5 seconds (depending on the load and the number of "
-    "variables), and the cancer tasks alone need 60 test steps x 1000 patients x 3 "
-    "variants x 10 seeds = 1.8 million steps for each of the two twins and LLMTime, "
-    "about 5 million language-model calls: two months or more. The baselines' full "
-    "training adds hours, and covasim at 10^6 people needs about 1 GB and a minute or two "
-    "per trajectory (72 per seed). The full protocol is meant for a GPU server behind an "
-    "OpenAI-compatible backend; on this machine `--quick` is what runs (9 minutes with "
-    "the machine lightly loaded; about three times longer while other heavy jobs share "
-    "its 2 cores, since every language-model call slows down).")
-
-
+# --- the run ------------------------------------------------------------------------
 def run(cfg: Config, backend: LLMBackend | None, scenarios: Sequence[str], out: Path | None,
         command: str, backend_name: str = "none") -> dict[str, Any]:
     """Run the tasks and the scenarios, then write results.json, report.md and PNGs."""
-    import warnings
-
     from rich.progress import Progress
 
     _one_torch_thread()
@@ -303,18 +453,18 @@ def run(cfg: Config, backend: LLMBackend | None, scenarios: Sequence[str], out: 
     started = time.perf_counter()
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "command": command,
-        "backend": backend_name, "config": _config_dict(cfg), "tasks": {}, "scenarios": {},
-        "full_protocol_note": FULL_PROTOCOL_NOTE}
+        "backend": backend_name, "config": _config_dict(cfg), "grids": GRIDS, "tasks": {},
+        "scenarios": {}}
     ssizes = cfg.scenario_sizes or (ScenarioSizes.quick() if cfg.quick else ScenarioSizes())
     results["scenario_sizes"] = ssizes.__dict__
     with Progress() as bar:
         job = bar.add_task("tasks", total=len(cfg.tasks) + len(scenarios))
-        for name in cfg.tasks:
-            bar.update(job, description=f"task {name}")
-            def tick(text: str) -> None:
-                bar.update(job, description=text)
-                bar.console.print(f"{time.perf_counter() - started:6.0f} s  {text}")
 
+        def tick(text: str) -> None:
+            bar.update(job, description=text)
+            bar.console.print(f"{time.perf_counter() - started:6.0f} s  {text}")
+
+        for name in cfg.tasks:
             try:
                 results["tasks"][name] = run_task(name, cfg, backend, tick)
             except LmtwinError as exc:
@@ -330,7 +480,7 @@ def run(cfg: Config, backend: LLMBackend | None, scenarios: Sequence[str], out: 
             else:
                 try:
                     results["scenarios"][name] = run_scenario(
-                        name, backend, ssizes, seed=cfg.seeds[0], k=cfg.k)
+                        name, backend, ssizes, seeds=cfg.seeds[: cfg.scenario_seeds])
                 except LmtwinError as exc:
                     results["scenarios"][name] = {"error": f"{type(exc).__name__}: {exc}"}
             bar.advance(job)
@@ -355,9 +505,7 @@ def rewrite(out: Path) -> list[Path]:
     """Render report.md and the PNGs again from an existing results.json."""
     import json
 
-    results = json.loads((out / "results.json").read_text())
-    results["full_protocol_note"] = FULL_PROTOCOL_NOTE
-    return write(results, out)
+    return write(json.loads((out / "results.json").read_text()), out)
 
 
 def write(results: dict[str, Any], out: Path) -> list[Path]:
@@ -378,7 +526,7 @@ def write(results: dict[str, Any], out: Path) -> list[Path]:
 
 
 def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.floating, np.integer)):
+    if isinstance(x, (np.floating, np.integer, np.bool_)):
         return x.item()
     if isinstance(x, np.ndarray):
         return x.tolist()
@@ -393,3 +541,6 @@ def _config_dict(cfg: Config) -> dict[str, Any]:
     d["scenario_sizes"] = dict(cfg.scenario_sizes.__dict__) if cfg.scenario_sizes else None
     d["data_dir"] = str(cfg.data_dir)
     return d
+
+
+__all__ = ["BASELINES", "Config", "Predictor", "run", "run_task"]

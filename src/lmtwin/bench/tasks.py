@@ -66,12 +66,10 @@ class Sizes:
     covid_population: int = 1_000_000
     test_trajectories: int | None = None  # None: the whole test split
     test_steps: int | None = None  # None: whole trajectories
-    val_steps: int = 30  # validation steps streamed through a twin before the test
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(patients=(40, 4, 2), covid_trajectories=2, covid_population=5_000,
-                   test_trajectories=1, test_steps=10, val_steps=4)
+        return cls(patients=(60, 20, 20), covid_trajectories=3, covid_population=5_000)
 
     @classmethod
     def full(cls) -> Sizes:
