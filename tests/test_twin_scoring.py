@@ -188,3 +188,27 @@ def test_a_replaced_calibrator_is_the_one_that_learns(xy_twin):
     xy_twin.calibrator = Calibrator(min_residuals=4)
     feed_linear(xy_twin, 10)
     assert xy_twin.calibrator.n("x") == 9 and xy_twin.scorer.calibrator is xy_twin.calibrator
+
+
+def test_history_through_the_service_teaches_weights_also_after_a_restart(tmp_path):
+    """The service path: batches over HTTP, then a predict with no episode (a read) gets
+    history-trained weights and intervals; again after the service restarts."""
+    from lmtwin.service import Settings
+    from test_service_support import XU, client, linear_rows
+
+    settings = Settings(store=str(tmp_path / "twins.db"))
+    rows = linear_rows(120, episode="a") + linear_rows(120, episode="b")
+    x = rows[-3]["values"]["x"]  # a state the history covers, under its own action
+    body = {"state": {"x": x}, "action": {"u": 0.5}}
+    with client(settings) as api:
+        assert api.post("/twins", json={"name": "plant", "variables": XU}).status_code == 201
+        for i in range(0, len(rows), 60):
+            r = api.post("/twins/plant/observations/batch", json={"observations": rows[i:i + 60]})
+            assert r.status_code == 201, r.text
+        first = api.post("/twins/plant/predict", json=body).json()
+    with client(settings) as api:
+        again = api.post("/twins/plant/predict", json=body).json()
+    for p in (first, again):
+        assert p["weights"]["numeric"] > 0.99, p["weights"]
+        assert p["mean"]["x"] == pytest.approx(0.9 * x + 0.5, abs=0.05)
+        assert p["lower"]["x"] <= p["mean"]["x"] <= p["upper"]["x"]
