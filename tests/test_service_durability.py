@@ -81,7 +81,8 @@ def test_sigkill_during_batch_ingest_loses_no_acknowledged_observation(tmp_path)
     proc = start_server(store, port)
     try:
         for episode, batches in acked.items():
-            hist = httpx.get(f"{url}/twins/k/history",
+            # the first request loads the twin (it scores its recent history): give it time
+            hist = httpx.get(f"{url}/twins/k/history", timeout=120,
                              params={"episode": episode, "limit": 100_000}).json()
             stored = {int(o["t"]) for o in hist}
             for lo, hi in batches:  # every acknowledged observation survived
@@ -92,7 +93,7 @@ def test_sigkill_during_batch_ingest_loses_no_acknowledged_observation(tmp_path)
             # included, is either recognised (it was committed) or stored now, never twice
             replayed = []
             for lo, hi in sent[episode]:
-                r = httpx.post(f"{url}/twins/k/observations/batch",
+                r = httpx.post(f"{url}/twins/k/observations/batch", timeout=60,
                                json={"observations": rows(episode, lo, hi)},
                                headers={"Idempotency-Key": f"{episode}-{lo}"})
                 assert r.status_code == 201, r.text
