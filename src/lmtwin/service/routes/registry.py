@@ -23,7 +23,9 @@ def _f(x: float | None) -> float | None:
 def health(s: Service, request: Request) -> dict[str, Any]:
     mqtt = getattr(request.app.state, "mqtt", None)
     return {"status": "ok", "twins": len(s.names()), "counters": s.counters,
-            "unavailable": s.unavailable(), "mqtt": None if mqtt is None else mqtt.status()}
+            # a count only: /health is public, twin names and reasons are not
+            "unavailable": len(s.unavailable()),
+            "mqtt": None if mqtt is None else mqtt.status()}
 
 
 @router.get("/twins", responses=ERRORS)
