@@ -58,7 +58,7 @@ def microgrid_game(mg: Microgrid, agents: dict[str, list[str]]) -> Game:
     rng = np.random.default_rng(5)
     starts = [mg.start(rng) for _ in range(6)]
     return Game(mg, objective, agents, starts, horizon=24,
-                clock=lambda s: {"hour": s["hour"] + 1})
+                clock=lambda s: Microgrid.clock(s["hour"] + 1))
 
 
 def rule_policies(game: Game) -> dict:

@@ -101,8 +101,10 @@ def grid_section(r: Mapping[str, Any], sizes: Mapping[str, Any]) -> list[str]:
         "## Microgrid: battery, generator and demand response",
         "",
         f"Twin: {sizes['grid_twin_days']} days of the real grid run with random actions at "
-        "the agents' levels, scored as they arrived. State: hour (a context advanced by the "
-        "clock), net load, battery energy, CO2 so far. Agents: battery {-15, 0, 15} kW, "
+        "the agents' levels, scored as they arrived. Contexts (advanced by the clock): the "
+        "hour and the operator's usual net load for this hour and the next (a profile that "
+        "does not follow a drift). States: net load, battery energy, CO2 so far. Agents "
+        "observe hour, net load, battery and CO2. Battery {-15, 0, 15} kW, "
         "generator {0, 15, 30} kW, demand response {0, 10} kW; Q-learning on (hour, net, "
         f"soc, co2) in 6 x 4 x 4 x 3 bins, {sizes['grid_episodes']} days on the twin, "
         f"{sizes['seeds']} seeds; scored on {sizes['held_out']} held-out true days.",

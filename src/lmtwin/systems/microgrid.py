@@ -7,6 +7,9 @@ counted against a daily cap.
 
 State (kW, kWh, kg) and context:
     hour           context, 0..24 (advanced by the clock, not predicted)
+    profile        context: the operator's load profile for this hour, base(h)
+    forecast       context: the profile for the next hour, base(h + 1) (both written by
+                   the operator from the usual day: they do not follow a drift)
     net            net load: base(h) * scale + AR(1) deviation + rebound of shed load
     soc, soc2, ..  battery energy; ``soc' = soc - d`` (discharge d > 0) or
                    ``soc + eff * |d|`` (charge), the flow d limited by what is stored/free
@@ -91,6 +94,8 @@ class Microgrid:
     def variables(self) -> list[Variable]:
         out = [
             Variable("hour", "context", "h", "hour of the day", lower=0.0, upper=24.0),
+            Variable("profile", "context", "kW", "usual net load at this hour"),
+            Variable("forecast", "context", "kW", "usual net load in the next hour"),
             Variable("net", "state", "kW", "net load: demand minus solar", lower=-60.0,
                      upper=120.0),
         ]
@@ -143,10 +148,15 @@ class Microgrid:
         out["co2"] = state["co2"] + self.emission(state, action)
         return out, dict.fromkeys(out, 0.0)
 
+    @staticmethod
+    def clock(hour: float) -> dict[str, float]:
+        """The contexts at ``hour``: the hour, the usual net load now and next hour."""
+        return {"hour": hour, "profile": base_load(hour), "forecast": base_load(hour + 1)}
+
     def start(self, rng: np.random.Generator) -> dict[str, float]:
         """A day's start at midnight: a random load deviation and battery energy."""
-        s = {"hour": 0.0, "net": self.scale * base_load(0.0) + 3.0 * float(rng.standard_normal()),
-             "co2": 0.0}
+        s = {**self.clock(0.0),
+             "net": self.scale * base_load(0.0) + 3.0 * float(rng.standard_normal()), "co2": 0.0}
         for name in self.socs():
             s[name] = float(rng.uniform(0.2, 0.8) * self.capacity)
         return s
@@ -170,7 +180,7 @@ class Microgrid:
                     action = dict(policy(state, rng))
                 rows.append({**state, **action})
                 nxt, _ = self.step(state, action, rng)
-                state = {**state, **nxt, "hour": float(t + 1)}
+                state = {**state, **nxt, **self.clock(float(t + 1))}
             rows.append(dict(state))
             days.append(rows)
         return days
