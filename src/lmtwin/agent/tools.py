@@ -124,11 +124,19 @@ class Tool:
 
     def json_schema(self) -> dict[str, Any]:
         """An OpenAI-style function tool definition."""
-        schema = self.args.model_json_schema()
-        schema.pop("title", None)
+        schema = _untitled(self.args.model_json_schema())
         return {"type": "function",
                 "function": {"name": self.name, "description": self.description,
                              "parameters": schema}}
+
+
+def _untitled(schema: Any) -> Any:
+    """A JSON schema without pydantic's "title" keys (tokens a model does not need)."""
+    if isinstance(schema, dict):
+        return {k: _untitled(v) for k, v in schema.items() if k != "title"}
+    if isinstance(schema, list):
+        return [_untitled(v) for v in schema]
+    return schema
 
 
 TOOLS: dict[str, Tool] = {t.name: t for t in [
