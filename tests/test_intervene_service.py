@@ -87,3 +87,51 @@ def test_bad_input_and_cost_limits(api):
         if error:
             assert r.json()["error"] == error, r.text
     assert len(api.get("/twins/plant/history").json()) == history
+
+
+def test_dashboard_draws_a_whatif_fan_chart(tmp_path):
+    """The what-if panel in a real headless Chromium: compare two plans, see the fan."""
+    import base64
+    from pathlib import Path
+
+    import httpx
+
+    from test_service_support import Chromium, live_server, wait_for
+
+    admin = "whatif-admin-key-0123456789"
+    browser = Chromium(tmp_path / "profile")
+    try:
+        with live_server(Settings(store=str(tmp_path / "d.db"), admin_key=admin)) as url:
+            http = httpx.Client(base_url=url, timeout=30,
+                                headers={"Authorization": f"Bearer {admin}"})
+            http.post("/twins", json={"name": "plant", "variables": XU}).raise_for_status()
+            rows = [{**r, "episode": "default"} for r in noisy_rows(250)]
+            for lo in range(0, 250, 125):
+                http.post("/twins/plant/observations/batch",
+                          json={"observations": rows[lo:lo + 125]}).raise_for_status()
+            key = http.post("/keys", json={"name": "viewer", "twins": ["plant"],
+                                           "scopes": ["read"]}).json()["key"]
+            browser.page("Page.navigate", url=f"{url}/twins/plant/dashboard?key={key}")
+            wait_for(lambda: browser.eval("document.getElementById('whatif-go') !== null"),
+                     timeout=20)
+            browser.eval("document.querySelector('#whatif-form input[data-plan=A]').value"
+                         " = '0'")
+            browser.eval("document.querySelector('#whatif-form input[data-plan=B]').value"
+                         " = '1'")
+            browser.eval("document.getElementById('whatif-go').click()")
+            wait_for(lambda: browser.eval("document.getElementById('whatif').dataset.done")
+                     == "yes", timeout=30)
+            text = browser.eval("document.getElementById('whatif-msg').textContent")
+            assert "P(A gives a lower mean x" in text
+            # no push (A) lowers x more than a push of 1 every step (B), on every path
+            assert float(text.split("= ")[1].split()[0]) > 0.9
+            browser.eval("document.getElementById('whatif').scrollIntoView()")
+            shot = base64.b64decode(browser.page("Page.captureScreenshot", format="png")["data"])
+            out = Path(__file__).resolve().parents[1] / "out" / "service"
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "dashboard_whatif.png").write_bytes(shot)
+            assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+            browser.page("Page.navigate", url="about:blank")
+            http.close()
+    finally:
+        browser.close()

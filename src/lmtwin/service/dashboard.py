@@ -22,6 +22,7 @@ _PAGE = """<!doctype html>
  canvas{background:#fff;border:1px solid #ddd;width:100%;height:320px}
  #alerts tr.anomaly td.kind{color:#c0392b;font-weight:600}
  #alerts tr.drift td.kind{color:#d35400;font-weight:600}
+ #whatif input[type=number]{width:5em} #whatif-form div{margin:.3em 0}
 </style></head>
 <body>
 <h1>Twin <span id="twin">__TITLE__</span></h1>
@@ -45,7 +46,12 @@ _PAGE = """<!doctype html>
   <table id="alerts"><thead><tr><th title="the prediction started from the state at this
   time; the reading judged is the episode's next one">from t</th><th>episode</th><th>variable</th><th>kind</th>
   <th>reading</th><th>predicted</th><th>p-value / CUSUM</th><th></th></tr></thead>
-  <tbody></tbody></table><div id="alert-msg" class="muted"></div></div>
+  <tbody></tbody></table><div id="alert-msg" class="muted"></div>
+  <div id="whatif"><h2>What-if</h2>
+  <div class="muted">two plans, each action held for the horizon, simulated from the
+  latest state on the same noise (fan: median and 90% of paths)</div>
+  <div id="whatif-form"></div><canvas id="whatif-chart" width="900" height="260"></canvas>
+  <div id="whatif-msg" class="muted"></div></div></div>
 </div>
 <script nonce="__NONCE__">
 const TWIN = __NAME__;
@@ -228,6 +234,79 @@ function live() {
   es.addEventListener("knowledge", () => load());
   es.addEventListener("alert", e => showAlert(JSON.parse(e.data)));
 }
+// what-if: two constant plans compared on the same noise (POST /whatif), as a fan chart
+function whatifForm(twin) {
+  const acts = twin.variables.filter(v => v.role === "action");
+  const states = twin.variables.filter(v => v.role === "state");
+  const form = document.getElementById("whatif-form");
+  if (!acts.length || !states.length) {
+    form.innerHTML = '<span class="muted">needs a state and an action variable</span>';
+    return;
+  }
+  const cell = (p, v) => `<label>${esc(v.name)} <input type="number" step="any" ` +
+    `data-plan="${p}" data-action="${esc(v.name)}" value="${p === "A" ?
+      (v.lower ?? 0) : (v.upper ?? 1)}"></label>`;
+  form.innerHTML = `<div>plan A: ${acts.map(v => cell("A", v)).join(" ")}</div>` +
+    `<div>plan B: ${acts.map(v => cell("B", v)).join(" ")}</div>` +
+    `<div>lower <select id="whatif-var">${states.map(v =>
+      `<option>${esc(v.name)}</option>`).join("")}</select> over ` +
+    `<input id="whatif-h" type="number" min="1" max="200" value="20"> steps ` +
+    `<button id="whatif-go" type="button">Compare</button></div>`;
+}
+function drawFan(body, v) {
+  const c = document.getElementById("whatif-chart"), g = c.getContext("2d");
+  g.clearRect(0, 0, c.width, c.height);
+  const plans = Object.keys(body.plans);
+  const all = plans.flatMap(p => [...body.plans[p].paths.lower[v],
+                                  ...body.plans[p].paths.upper[v]]);
+  let lo = Math.min(...all), hi = Math.max(...all);
+  if (hi === lo) { hi += 1; lo -= 1; }
+  const X = i => 40 + i * (c.width - 60) / body.horizon;
+  const Y = y => c.height - 20 - (y - lo) / (hi - lo) * (c.height - 40);
+  plans.forEach((p, k) => {
+    const b = body.plans[p].paths, col = COLORS[k % COLORS.length];
+    g.globalAlpha = 0.2; g.fillStyle = col; g.beginPath();
+    b.lower[v].forEach((y, i) => i ? g.lineTo(X(i), Y(y)) : g.moveTo(X(i), Y(y)));
+    for (let i = b.upper[v].length - 1; i >= 0; i--) g.lineTo(X(i), Y(b.upper[v][i]));
+    g.fill(); g.globalAlpha = 1; g.strokeStyle = col; g.lineWidth = 2; g.beginPath();
+    b.median[v].forEach((y, i) => i ? g.lineTo(X(i), Y(y)) : g.moveTo(X(i), Y(y)));
+    g.stroke(); g.fillStyle = col; g.fillText("plan " + p, c.width - 70, 16 + 14 * k);
+  });
+  g.fillStyle = "#555"; g.fillText(fmt(hi), 2, 14); g.fillText(fmt(lo), 2, c.height - 22);
+}
+async function runWhatif() {
+  const msg = document.getElementById("whatif-msg");
+  const h = Math.max(1, Number(document.getElementById("whatif-h").value) || 20);
+  const v = document.getElementById("whatif-var").value;
+  const plan = p => {
+    const step = {};
+    document.querySelectorAll(`#whatif-form input[data-plan="${p}"]`).forEach(i => {
+      step[i.dataset.action] = Number(i.value); });
+    return Array(h).fill(step);
+  };
+  // within the service's default cost cap (2,000 path-steps a request)
+  const n = Math.max(5, Math.min(200, Math.floor(1600 / (2 * h))));
+  msg.textContent = "simulating…";
+  const r = await fetch(base + "/whatif", {method: "POST",
+    headers: {...HEAD, "Content-Type": "application/json"},
+    body: JSON.stringify({episode: EPISODE, plans: {A: plan("A"), B: plan("B")},
+                          objective: {minimise: {[v]: 1}}, n_paths: n, horizon: h})});
+  const body = await r.json();
+  if (!r.ok) {
+    msg.textContent = `${body.error || r.status}: ` +
+      (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail));
+    return;
+  }
+  drawFan(body, v);
+  msg.textContent = `P(A gives a lower mean ${v} over the horizon than B, same noise) = ` +
+    `${body.beats.A.B.toFixed(2)} · mean ${v}: A ${fmt(body.plans.A.mean)}, ` +
+    `B ${fmt(body.plans.B.mean)} (${body.n_paths} paths each)`;
+  document.getElementById("whatif").dataset.done = "yes";
+}
+document.getElementById("whatif").addEventListener("click", e => {
+  if (e.target.id === "whatif-go") runWhatif();
+});
+get("").then(whatifForm).catch(() => {});
 load().then(live).catch(err => { document.body.dataset.loaded = "error: " + err; });
 </script>
 </body></html>
