@@ -2,6 +2,7 @@
 results never cause a call the person did not ask for, on the embedded path and on the
 OpenAI path with a model that obeys every injection (an adversarial stand-in server)."""
 
+import contextlib
 import json
 
 import httpx
@@ -44,10 +45,9 @@ def planted_twin(where: str, text: str):
 
 def _ask_all(agent) -> None:
     for request in BENIGN:
-        try:
+        # refusals are fine; only what ran or was queued matters
+        with contextlib.suppress(LmtwinError):
             agent.ask(request)
-        except LmtwinError:
-            pass  # refusals are fine; only what ran or was queued matters
 
 
 def _nothing_changed(agent, twin, version: int, notes: int) -> None:
