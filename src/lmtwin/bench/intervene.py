@@ -542,12 +542,11 @@ def _time_plot(path: Path, truth: list[float], lows: list[float], highs: list[fl
 
 # --- alerts (the alerts engineer's bench) ------------------------------------------------
 def bench_alerts(out: Path, quick: bool, progress: Progress) -> tuple[str, dict[str, Any]]:
+    """The alerts engineer's detection bench (``lmtwin.bench.alerts.section``)."""
     from lmtwin.bench import alerts
 
-    section = getattr(alerts, "section", None)
-    if section is None:
-        return ("## Alerts\n\n`lmtwin.bench.alerts` has no `section` function yet.\n", {})
-    md, figures = section(out, quick=quick)
+    md, figures = alerts.section(out, quick=quick,
+                                 progress=lambda what: progress(f"alerts: {what}", 0, 1))
     return md, {"figures": [str(f) for f in figures]}
 
 

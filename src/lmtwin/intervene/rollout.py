@@ -178,12 +178,15 @@ def _batch(twin: Twin, columns: dict[str, np.ndarray], names: list[str], targets
         return Batch(names, targets, inputs, cur, empty, np.full((n, 0, len(targets)), np.nan))
     ids = twin.retriever.search_batch(columns, n, twin.schema, k)
     xs, ds = twin.retriever.arrays(names, targets)
+    if not len(xs):
+        return Batch(names, targets, inputs, cur, np.full((n, k, len(names)), np.nan),
+                     np.full((n, k, len(targets)), np.nan))
+    if (ids >= 0).all():  # the usual case: no padding to mask
+        return Batch(names, targets, inputs, cur, xs[ids], ds[ids])
     valid = (ids >= 0)[:, :, None]
     safe = np.clip(ids, 0, None)
-    ex_inputs = np.where(valid, xs[safe], np.nan) if len(xs) else np.full(
-        (n, k, len(names)), np.nan)
-    ex_deltas = np.where(valid, ds[safe], np.nan) if len(ds) else np.full(
-        (n, k, len(targets)), np.nan)
+    ex_inputs = np.where(valid, xs[safe], np.nan)
+    ex_deltas = np.where(valid, ds[safe], np.nan)
     return Batch(names, targets, inputs, cur, ex_inputs, ex_deltas)
 
 
