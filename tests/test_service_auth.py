@@ -134,15 +134,20 @@ def test_insecure_only_on_a_loopback_address(tmp_path):
 
     for host in ("127.0.0.1", "::1", "localhost"):
         Settings(store="memory", insecure=True).check_bind(host)
+    for host in ("0.0.0.0", "192.168.1.10", "::", "example.org"):
+        with pytest.raises(ValueError, match="loopback"):
+            Settings(store="memory", insecure=True).check_bind(host)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LMTWIN_")}
-    for args in (["--insecure", "--host", "0.0.0.0"], ["--host", "192.168.1.10"]):
-        extra = {"LMTWIN_INSECURE": "1"} if "--insecure" not in args else {}
-        r = subprocess.run([sys.executable, "-m", "lmtwin.service", *args, "--port", "9",
-                            "--store", str(tmp_path / "x.db")], env={**env, **extra},
-                           capture_output=True, text=True, timeout=60)
-        assert r.returncode == 2, r.stdout + r.stderr
-        assert "loopback" in r.stdout + r.stderr
-    assert not (tmp_path / "x.db").exists()  # refused before anything started
+    with pytest.MonkeyPatch.context() as mp:  # the environment variable says the same
+        mp.setenv("LMTWIN_INSECURE", "1")
+        with pytest.raises(ValueError, match="loopback"):
+            Settings.from_env().check_bind("0.0.0.0")
+    # as a user runs it: a clear error, exit code 2, nothing started
+    r = subprocess.run([sys.executable, "-m", "lmtwin.service", "--insecure", "--host",
+                        "0.0.0.0", "--port", "9", "--store", str(tmp_path / "x.db")],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "loopback" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert not (tmp_path / "x.db").exists()
     # an insecure in-process app: anyone may write (what --insecure on 127.0.0.1 means)
     with client(Settings(store="memory", insecure=True)) as c:
         assert c.post("/twins", json={"name": "dev", "variables": XU}).status_code == 201
