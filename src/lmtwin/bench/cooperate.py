@@ -54,6 +54,10 @@ CANCER_AGENTS = {"chemo": ["ca"], "radio": ["ra"]}
 CANCER_LEVELS = {"ca": [0.0, 5.0], "ra": [0.0, 2.0]}
 GRID_AGENTS = {"battery": ["bat"], "generator": ["gen"], "demand": ["dr"]}
 GRID_OBSERVE = ["hour", "net", "soc", "co2"]
+# bins at the system's own thresholds: tariff periods and solar hours; the grid connection
+# (35 kW) and the crisis limit (40 kW); the battery reserve; the emission cap (300 kg)
+GRID_BINS = Discretiser([np.array([6.0, 10.0, 14.0, 17.0, 21.0]), np.array([20.0, 35.0, 45.0]),
+                         np.array([10.0, 25.0, 45.0]), np.array([150.0, 250.0, 300.0])])
 GRID_LEVELS = {"bat": [-15.0, 0.0, 15.0], "gen": [0.0, 15.0, 30.0], "dr": [0.0, 10.0]}
 COOPERATIVE = Shaping(1.0, 0.5)
 INDEPENDENT = Shaping(1.0, 0.0)
@@ -65,13 +69,13 @@ class Sizes:
 
     cancer_twin_patients: int = 60
     cancer_horizon: int = 60
-    cancer_episodes: int = 300
+    cancer_episodes: int = 150
     grid_twin_days: int = 80
-    grid_episodes: int = 400
+    grid_episodes: int = 200
     seeds: int = 3
     held_out: int = 50
     drift_days: int = 30
-    drift_episodes: int = 200
+    drift_episodes: int = 100
     credit_episodes: int = 10
     optimiser: bool = True
     five_agent_days: int = 60
@@ -405,7 +409,7 @@ def microgrid(sizes: Sizes, tick: Callable[[str], None]) -> dict[str, Any]:
         "cooperative (beta 0.5), fixed weights": grid_game(twin, mg, COOPERATIVE, False),
     }
     main = games["cooperative (beta 0.5), crisis weights"]
-    disc = Discretiser.from_samples(explore(main, sizes.explore_episodes, seed=7), [6, 4, 4, 3])
+    disc = GRID_BINS
     true_main = main.with_dynamics(mg)
     true_fixed = games["cooperative (beta 0.5), fixed weights"].with_dynamics(mg)
     seed0 = sizes.eval_seed

@@ -106,7 +106,9 @@ def grid_section(r: Mapping[str, Any], sizes: Mapping[str, Any]) -> list[str]:
         "does not follow a drift). States: net load, battery energy, CO2 so far. Agents "
         "observe hour, net load, battery and CO2. Battery {-15, 0, 15} kW, "
         "generator {0, 15, 30} kW, demand response {0, 10} kW; Q-learning on (hour, net, "
-        f"soc, co2) in 6 x 4 x 4 x 3 bins, {sizes['grid_episodes']} days on the twin, "
+        "soc, co2) in 6 x 4 x 4 x 4 bins at the system's thresholds (hours 6, 10, 14, 17, "
+        "21; net 20, 35, 45 kW; battery 10, 25, 45 kWh; CO2 150, 250, 300 kg), "
+        f"{sizes['grid_episodes']} days on the twin, "
         f"{sizes['seeds']} seeds; scored on {sizes['held_out']} held-out true days.",
         "",
         "Objective: -3 per kW unserved (physical), -0.1 per kWh under a 10 kWh battery "
