@@ -42,10 +42,18 @@ def test_dashboard_renders_and_follows_live_updates(tmp_path):
                 x = 0.9 * x + u
             key = http.post("/keys", json={"name": "viewer", "twins": ["plant"],
                                            "scopes": ["read"]}).json()["key"]
+            # record any Content-Security-Policy violation from the page's first moment
+            browser.page("Page.enable")
+            browser.page("Page.addScriptToEvaluateOnNewDocument", source=(
+                "window.__csp = []; document.addEventListener('securitypolicyviolation',"
+                " e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"))
+            page = httpx.get(f"{url}/twins/plant/dashboard", params={"key": key})
+            assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
             browser.page("Page.navigate", url=f"{url}/twins/plant/dashboard?key={key}")
             wait_for(lambda: browser.eval("document.body && document.body.dataset.loaded"),
                      timeout=20)
             assert browser.eval("document.body.dataset.loaded") == "yes"
+            # the page runs under its policy without tripping it (scripts by nonce)
             rows = browser.eval("[...document.querySelectorAll('#state tbody tr')]"
                                 ".map(r => r.dataset.variable)")
             assert sorted(rows) == ["u", "x"]
@@ -75,6 +83,7 @@ def test_dashboard_renders_and_follows_live_updates(tmp_path):
                 "document.querySelector('#state tr[data-variable=x]').children[1]"
                 ".textContent") == "42.000", timeout=10)
             assert browser.eval("document.getElementById('count').textContent") == "1"
+            assert browser.eval("window.__csp") == []
             shot = browser.page("Page.captureScreenshot", format="png")
             OUT.mkdir(parents=True, exist_ok=True)
             png = base64.b64decode(shot["data"])
