@@ -226,9 +226,12 @@ def _true_cancer_plan(v: float, c: float, plans: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Settings:
-    horizon: int = 10
+    """MPC settings. Cancer: chosen on patients 2000-2003 among (horizon, re-plan, block)
+    = (10, 5, 2), (15, 5, 3), (10, 3, 2): twin MPC 396, 375, 407 (protocol 451)."""
+
+    horizon: int = 15
     replan_every: int = 5
-    block: int = 2
+    block: int = 3
     popsize: int = 10
     iterations: int = 10
     n_paths: int = 4
