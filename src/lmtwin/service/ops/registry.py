@@ -186,7 +186,10 @@ class Registry(ServiceBase):
 
     def add_knowledge(self, name: str, text: str) -> dict[str, Any]:
         entry = self.entry(name)
-        note = entry.twin.add_knowledge(text)
+        # under the twin's service lock, as every write: an ingest holds it around its
+        # store transaction, so twin lock -> store lock never meets store -> twin
+        with entry.lock:
+            note = entry.twin.add_knowledge(text)
         out = {"at": note.at, "text": note.text}
         self.events.publish(name, "knowledge", out)
         return out
