@@ -116,6 +116,25 @@ def test_revoking_a_key_closes_its_live_streams(tmp_path):
         admin.close()
 
 
+def test_a_key_revoked_by_another_process_closes_its_streams_by_the_next_ping(tmp_path):
+    db = tmp_path / "p.db"
+    with live_server(Settings(store=str(db), admin_key=ADMIN, sse_ping_s=0.3)) as url:
+        admin = httpx.Client(base_url=url, timeout=10,
+                             headers={"Authorization": f"Bearer {ADMIN}"})
+        admin.post("/twins", json={"name": "k", "variables": XU}).raise_for_status()
+        key = admin.post("/keys", json={"name": "viewer", "twins": ["k"],
+                                        "scopes": ["read"]}).json()
+        with httpx.Client(base_url=url, timeout=10) as sse, \
+                sse.stream("GET", "/twins/k/events", params={"key": key["key"]}) as r:
+            lines = r.iter_lines()
+            assert next(lines).startswith("retry:")
+            with sqlite3.connect(db) as other:  # another service process on the same file
+                other.execute("UPDATE service_keys SET revoked_at = 1 WHERE id = ?",
+                              (key["id"],))
+            assert "event: closed" in list(lines)
+        admin.close()
+
+
 def test_reading_never_changes_what_the_twin_learns(tmp_path):
     settings = Settings(store=str(tmp_path / "s.db"), admin_key=ADMIN)
     admin = {"Authorization": f"Bearer {ADMIN}"}

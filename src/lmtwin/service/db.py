@@ -110,6 +110,10 @@ class ServiceDB:
         return {"id": key_id, "name": name, "twins": json.loads(twins),
                 "scopes": json.loads(scopes), "created_at": created}
 
+    def key_active(self, key_id: str) -> bool:
+        return bool(self.execute("SELECT 1 FROM service_keys WHERE id = ? AND revoked_at IS"
+                                 " NULL", (key_id,)))
+
     def has_admin_key(self) -> bool:
         rows = self.execute("SELECT scopes FROM service_keys WHERE revoked_at IS NULL")
         return any("admin" in json.loads(scopes) for (scopes,) in rows)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from lmtwin.service.auth import ADMIN
 from lmtwin.service.core import TwinService
 from lmtwin.service.dashboard import dashboard_page
 from lmtwin.service.deps import ERRORS, ReadQuery, Service
@@ -23,7 +24,8 @@ router = APIRouter(tags=["live"])
 async def events(name: str, request: Request, principal: ReadQuery,
                  episode: str = "default") -> StreamingResponse:
     """Server-Sent Events of the twin; the stream ends (event ``closed``) when the key
-    that opened it is revoked."""
+    that opened it is revoked: at once through this service, and by the next ping
+    (``sse_ping_s``) when another process sharing the database revoked it."""
     s: TwinService = request.app.state.service
     first = await run_in_threadpool(s.state, name, episode)
     queue = s.events.subscribe(name, principal.id)
@@ -36,8 +38,12 @@ async def events(name: str, request: Request, principal: ReadQuery,
                 try:
                     message = await asyncio.wait_for(queue.get(), s.settings.sse_ping_s)
                 except TimeoutError:
-                    yield ": ping\n\n"
-                    continue
+                    if principal.id != ADMIN.id and not await run_in_threadpool(
+                            s.db.key_active, principal.id):
+                        message = CLOSE
+                    else:
+                        yield ": ping\n\n"
+                        continue
                 if message == CLOSE:
                     yield 'event: closed\ndata: {"reason": "key revoked"}\n\n'
                     return
