@@ -410,5 +410,20 @@ from lmtwin.intervene.cli import register as _register_intervene  # noqa: E402
 _register_intervene(app, bench_app)
 
 
+def _agent_commands() -> None:
+    """lmtwin ask / approvals / mcp (lmtwin.agent.cli), when the 'agent' extra is there."""
+    try:
+        from lmtwin.agent import cli as agent_cli
+    except ImportError:  # pragma: no cover - pydantic missing: no agent commands
+        return
+
+    app.command()(agent_cli.ask)
+    app.command()(agent_cli.approvals)
+    app.command()(agent_cli.mcp)
+
+
+_agent_commands()
+
+
 def main() -> None:  # pragma: no cover
     app()

@@ -131,8 +131,9 @@ class Agent:
         return self._router
 
     # --- requests --------------------------------------------------------------------
-    def ask(self, request: str, by: str = "user") -> Reply:
-        """Plan, validate and run (or queue) the calls a request asks for.
+    def ask(self, request: str, by: str = "user", read_only: bool = False) -> Reply:
+        """Plan, validate and run (or queue) the calls a request asks for; with
+        ``read_only``, every write is denied whatever the policy says.
 
         Raises RequestRejected for a request it cannot take, and the first refusal
         (CallRefused, ActionDenied, ...) when no proposed call could run or be queued.
@@ -152,7 +153,7 @@ class Agent:
             self.journal.audit("rejected", request_id=request_id, error=str(exc),
                                error_type=type(exc).__name__)
             raise
-        outcomes = [self._propose(p, request_id, by, text) for p in proposals]
+        outcomes = [self._propose(p, request_id, by, text, read_only) for p in proposals]
         if all(o.status in ("refused", "denied") for o in outcomes):
             first = outcomes[0].exception
             assert first is not None
@@ -186,7 +187,8 @@ class Agent:
         }
         return Context(self.twin.name, schema, self.time_unit, data)
 
-    def _propose(self, p: Proposal, request_id: str, by: str, request: str | None) -> Outcome:
+    def _propose(self, p: Proposal, request_id: str, by: str, request: str | None,
+                 read_only: bool = False) -> Outcome:
         call_id = uuid.uuid4().hex[:12]
         self.journal.audit("proposed", request_id=request_id, call_id=call_id, tool=p.tool,
                            args=p.args, source=p.source)
@@ -207,9 +209,10 @@ class Agent:
         args = call.to_dict()["args"]
         self.journal.audit("validated", request_id=request_id, call_id=call_id, tool=call.tool,
                            args=args)
-        decision = self.policy.decide(call.tool)
+        decision = "deny" if read_only and call.kind != "read" else self.policy.decide(call.tool)
         if decision == "deny":
-            denied = ActionDenied(f"the policy denies {call.tool} on this twin")
+            denied = ActionDenied(f"the policy denies {call.tool} on this twin" if not read_only
+                                  else f"{call.tool} changes the twin; this session is read-only")
             self.journal.audit("denied", request_id=request_id, call_id=call_id,
                                tool=call.tool, error=str(denied))
             return Outcome(call_id, call.tool, args, "denied", None, str(denied),

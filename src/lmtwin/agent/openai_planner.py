@@ -68,12 +68,12 @@ class OpenAIPlanner:
                 {"role": "user", "content": request}]
 
     def plan(self, request: str, context: Context) -> list[Proposal]:
+        body: dict[str, Any] = {
+            "model": self.model, "messages": self.messages(request, context),
+            "tools": self.tools, "tool_choice": self.tool_choice, "temperature": 0.0,
+            "max_tokens": self.max_tokens}
         try:
-            out = self._client.chat.completions.create(
-                model=self.model, messages=self.messages(request, context),  # type: ignore[arg-type]
-                tools=self.tools,  # type: ignore[arg-type]
-                tool_choice=self.tool_choice,  # type: ignore[arg-type]
-                temperature=0.0, max_tokens=self.max_tokens)
+            out = self._client.chat.completions.create(**body)
         except (self._openai.APIConnectionError, self._openai.APITimeoutError) as exc:
             raise BackendUnavailable(self.base_url, str(exc)) from exc
         except self._openai.APIError as exc:
