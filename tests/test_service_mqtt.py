@@ -145,3 +145,18 @@ def test_an_unexpected_error_leaves_the_message_for_redelivery(tmp_path, broker)
         for cl in (pub, listener):
             cl.loop_stop()
             cl.disconnect()
+
+
+def test_messages_published_while_the_service_is_down_arrive_at_restart(tmp_path, broker):  # noqa: F811
+    settings = Settings(store=str(tmp_path / "d.db"), mqtt_host="127.0.0.1",
+                        mqtt_port=broker.port)
+    with client(settings) as c:
+        c.post("/twins", json={"name": "a", "variables": XU}).raise_for_status()
+        wait_for(lambda: c.get("/health").json()["mqtt"]["connected"])
+    # the service is down; its persistent session at the broker keeps what arrives
+    pub = _publisher(broker.port)
+    _publish(pub, "lmtwin/a/observations", {"observations": linear_rows(4), "id": "late"})
+    with client(settings) as c:
+        wait_for(lambda: _count(c) == 4, timeout=20)
+    pub.loop_stop()
+    pub.disconnect()

@@ -361,7 +361,8 @@ def report(r: dict[str, Any]) -> str:
     lines = [
         "# lmtwin service benchmark", "",
         f"`lmtwin bench service{' --quick' if r['quick'] else ''}` on {r['cores']} cores: the "
-        "service (`python -m lmtwin.service`, SQLite WAL store, numeric predictors) and the "
+        "service (`python -m lmtwin.service --insecure`, SQLite WAL store with synchronous=FULL, "
+        "numeric predictors) and the "
         "load generator share the machine, on 127.0.0.1; load average when it started: "
         f"{r['load_before']:.1f} (other work on the machine slows every number here).", "",
         "| measure | result | target | met |", "|---|---|---|---|",
