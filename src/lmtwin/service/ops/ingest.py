@@ -56,9 +56,11 @@ class Ingest(ServiceBase):
                         twin.observe_many(stored)
                     if key is not None:
                         self.db.remember(name, key, json.dumps({**result, "request": digest}))
+            except SchemaError:
+                raise  # refused by the twin's own checks, before it changed anything
             except Exception:
-                # nothing was stored, but the twin may have learnt it in memory: reload it
-                # from the store on next use
+                # nothing was stored, but the twin may have learnt the rows in memory:
+                # it reloads from the store on next use
                 self.unload(name)
                 raise
             for obs in stored:
