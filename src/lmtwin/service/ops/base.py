@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from lmtwin.assimilation import Assimilator, Noise
+from lmtwin.errors import StoreError
 from lmtwin.intervene.alerts import Monitor
 from lmtwin.llm.base import LLMBackend
 from lmtwin.predictors import LLMPredictor, LocalRidge, Persistence, Predictor
@@ -144,6 +145,8 @@ class ServiceBase:
                 raise TwinNotFound(name)
             try:
                 entry = self._twins[name] = self._load(name, meta)
+            except StoreError:
+                raise  # the store failed, not the twin's data: the next use tries again
             except Exception as exc:  # whatever it is, one twin must not brick the service
                 log.exception("twin %r could not be loaded", name)
                 reason = self._unavailable[name] = f"{type(exc).__name__}: {str(exc)[:500]}"
