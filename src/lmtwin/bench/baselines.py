@@ -196,7 +196,7 @@ class SINDy(Fitted):
     name = "sindy"
 
     def __init__(self, threshold: float = 0.02, alpha: float = 0.5,
-                 refit_every: int = 10) -> None:
+                 refit_every: int = 20) -> None:
         super().__init__()
         self.threshold = threshold
         self.alpha = alpha
@@ -286,7 +286,7 @@ class _Scaler:
 
 def _train(net: Any, X: np.ndarray, Y: np.ndarray, steps: int, lr: float, batch: int,
            seed: int, val: tuple[np.ndarray, np.ndarray] | None = None, patience: int = 8,
-           check_every: int = 200, max_val: int = 4096) -> dict[str, Any]:
+           check_every: int = 200, max_val: int = 1024) -> dict[str, Any]:
     """Adam on mean squared error for at most ``steps`` steps; with ``val``, stop when
     the validation loss has not improved for ``patience`` checks and keep the best
     weights. Returns what happened (steps run, best step, converged or capped)."""

@@ -248,13 +248,13 @@ class TwinMethod:
     """
 
     def __init__(self, twin: Any, task: Columns, label: str, online: bool,
-                 prefix: str = "test", level: float = 0.9) -> None:
+                 prefix: str = "test", level: float = 0.9, name: str = "lmtwin") -> None:
         self.twin, self.task, self.online = twin, task, online
         self.level, self.prefix = level, prefix
         self.names = [p.name for p in twin.predictors]
-        self.outputs = [f"lmtwin[{label}]"] + [
-            f"lmtwin-{n}[{label}]" for n in self.names if n != "persistence"]
-        self._label = label
+        self.outputs = [f"{name}[{label}]"] + [
+            f"{name}-{n}[{label}]" for n in self.names if n != "persistence"]
+        self._label, self._name = label, name
         self._last: dict[str, Any] = {}
 
     def _examples(self, X: np.ndarray, U: np.ndarray, k: int) -> Any:
@@ -309,11 +309,11 @@ class TwinMethod:
             hi = np.array([iv[1] for iv in q if iv is not None])
             lower, upper = mean + lo * sigma, mean + hi * sigma
         self._last = {"fc": fc, "mean": mean, "sigma": sigma}
-        outs = {f"lmtwin[{self._label}]": Out(mean, lower, upper)}
+        outs = {f"{self._name}[{self._label}]": Out(mean, lower, upper)}
         for m in names:
             if m != "persistence":
                 good = fc[m][1]
-                outs[f"lmtwin-{m}[{self._label}]"] = Out(
+                outs[f"{self._name}-{m}[{self._label}]"] = Out(
                     np.where(good[:, None], fc[m][0], X), failed=~good)
         return outs
 

@@ -203,7 +203,7 @@ def markdown(results: dict[str, Any]) -> str:
         "prequentially; it never observes the test stream). `online`: the same, then each "
         "test row is learnt right after it was predicted (the twin observes it; ridge "
         "extends its normal equations, kNN and parroting store it, SINDy refits every "
-        "10 steps); neural baselines have no online variant. Rollouts (free-running from "
+        "20 steps); neural baselines have no online variant. Rollouts (free-running from "
         "x[0]) are of the frozen variants. `lmtwin` is the twin's combination (persistence "
         "and the numeric in-context learner, Hedge weights); `lmtwin-numeric` the numeric "
         "learner alone. Coverage and width (in standard deviations of the variable) are "

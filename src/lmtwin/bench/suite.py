@@ -48,7 +48,14 @@ from lmtwin.bench.scenarios import SCENARIOS, ScenarioSizes, run_scenario
 from lmtwin.bench.tasks import DATA_DIR, TASKS, Sizes, Task, load_task
 from lmtwin.errors import BackendError, LmtwinError, NotReady, ParseError
 from lmtwin.llm.base import LLMBackend
-from lmtwin.predictors import LLMPredictor, LocalRidge, Persistence, Predictor
+from lmtwin.predictors import (
+    LLMPredictor,
+    LocalRidge,
+    NearestNeighbours,
+    Persistence,
+    Predictor,
+)
+from lmtwin.predictors.ridge_cv import RidgeCV
 from lmtwin.retrieval import Retriever
 from lmtwin.twin import Twin
 from lmtwin.uncertainty import Calibrator
@@ -57,6 +64,7 @@ CHEAP = ("persistence", "knn", "ridge", "sindy", "parroting")
 NEURAL = ("dynode", "gru", "transformer")
 BASELINES = CHEAP + NEURAL
 VARIANTS = ("frozen", "online")
+TWINS = {"default": "lmtwin", "wide": "lmtwin_wide"}  # pool -> the twin's column
 
 # settings chosen per seed on the validation split (never on the scored test split)
 GRIDS: dict[str, list[Any]] = {
@@ -77,9 +85,9 @@ class Config:
     sizes: Sizes = field(default_factory=Sizes.full)
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     max_steps: dict[str, int] = field(default_factory=lambda: {
-        "dynode": 20000, "gru": 3000, "transformer": 3000})
-    patience: int = 8  # validation checks without improvement before a network stops
-    check_every: int = 200  # training steps between validation checks
+        "dynode": 5000, "gru": 800, "transformer": 1200})
+    patience: int = 5  # validation checks without improvement before a network stops
+    check_every: int = 100  # training steps between validation checks
     select_trajectories: int = 200  # validation trajectories scored to choose settings
     min_residuals: int = 20
     lm_seeds: int = 3  # seeds whose sampled test steps the language model answers
@@ -87,6 +95,7 @@ class Config:
     lm_calibration: int = 6  # validation steps that score the language model first
     lm_k: int = 12  # examples in its prompt
     covid_seeds: int | None = None  # None: every seed; COVID simulations are slow
+    pools: list[str] = field(default_factory=lambda: ["default", "wide"])
     scenario_sizes: ScenarioSizes | None = None  # None: by quick
     scenario_seeds: int = 3
     data_dir: Path = DATA_DIR
@@ -152,14 +161,20 @@ def _cheap(name: str, task: Task, train: Arrays, val: Arrays, sel: Arrays,
 # --- lmtwin -----------------------------------------------------------------------
 def build_twin(task: Task, train: Arrays, val: Arrays, sel: Arrays, variance: np.ndarray,
                cfg: Config, seed: int, chosen: dict[str, Any],
-               lm: Callable[[Twin], None] | None = None) -> Twin:
+               lm: Callable[[Twin], None] | None = None, pool: str = "default") -> Twin:
     """A twin holding train + validation: train observed, the numeric learner's k chosen
     on validation, then the validation split streamed prequentially (its combination
     weights and intervals learn). ``lm(twin)`` runs in between (language-model scoring
-    on validation steps the twin has not seen)."""
-    twin = Twin(f"{task.name}-{seed}", variables=task.variables,
-                predictors=[Persistence(), LocalRidge()], retriever=Retriever(k=16),
-                seed=seed, score_window=0)
+    on validation steps the twin has not seen). ``pool``: the twin's default numeric
+    pool (persistence, local ridge) or ``wide`` (also a ridge with its penalty chosen by
+    leave-one-out error over up to 256 rows, and kNN)."""
+    predictors: list[Predictor] = [Persistence(), LocalRidge()]
+    if pool == "wide":
+        predictors += [RidgeCV(), NearestNeighbours()]
+    # observe_many scores the last ``score_window`` train transitions prequentially (the
+    # twin's own bulk-load path); the validation split is then streamed in batches
+    twin = Twin(f"{task.name}-{seed}", variables=task.variables, predictors=predictors,
+                retriever=Retriever(k=16), seed=seed)
     twin.calibrator = Calibrator(min_residuals=cfg.min_residuals)
     twin.observe_many(task.observations(task.train, "train"))
     numeric = twin.predictors[1]
@@ -169,7 +184,7 @@ def build_twin(task: Task, train: Arrays, val: Arrays, sel: Arrays, variance: np
         scores[str(k)] = _nmse(stream(TwinMethod(twin, task, "sel", online=False), sel)[
             "lmtwin-numeric[sel]"], variance)
     numeric.k = min(GRIDS["lmtwin_k"], key=lambda k: scores[str(k)])
-    chosen["lmtwin"] = {"setting": {"k": numeric.k}, "validation_nmse": scores}
+    chosen[TWINS[pool]] = {"setting": {"k": numeric.k}, "validation_nmse": scores}
     if lm is not None:
         lm(twin)
     stream(TwinMethod(twin, task, "val", online=True, prefix="val"), val)
@@ -317,6 +332,16 @@ def run_task(name: str, cfg: Config, backend: LLMBackend | None,
             lm_runs.append(sample)
         run(TwinMethod(twin, task, "online", online=True), "online", False)
         twin.store.close()
+        for pool in [p for p in cfg.pools if p != "default"]:
+            tick(f"{name} seed {seed}: lmtwin, {pool} pool")
+            start = time.perf_counter()
+            other = build_twin(task, train, val, sel, variance, cfg, seed, chosen, pool=pool)
+            run(TwinMethod(other, task, "frozen", online=False, name=TWINS[pool]), "frozen",
+                True)
+            run(TwinMethod(other, task, "online", online=True, name=TWINS[pool]), "online",
+                False)
+            other.store.close()
+            timing[TWINS[pool]] = timing.get(TWINS[pool], 0.0) + time.perf_counter() - start
         for key, rec in recs.items():
             per_seed.setdefault(key, []).append(metrics(rec, variance, task.mse_scale))
         for sample in lm_runs[-1:] if lm_seed else []:
@@ -421,8 +446,8 @@ def summarise(name: str, task: Task, per_seed: dict[str, list[dict[str, Any]]],
         row["predictions"] = sum(r["predictions"] for r in runs)
         methods[m] = row
     ratios: dict[str, Any] = {}
-    for variant in VARIANTS:
-        mine = f"lmtwin[{variant}]"
+    for twin, variant in [(t, v) for t in TWINS.values() for v in VARIANTS]:
+        mine = f"{twin}[{variant}]"
         pool = [m for m in methods if not m.startswith("lmtwin")
                 and (variant == "online" or m.endswith("[frozen]"))]
         if mine not in methods or not pool:
@@ -436,7 +461,7 @@ def summarise(name: str, task: Task, per_seed: dict[str, list[dict[str, Any]]],
             cell["ratio"] = float(a.mean() / b.mean()) if b.mean() > 0 else None
             with np.errstate(all="ignore"):
                 cell["per_seed"] = mean_ci((a / b).tolist())
-        ratios[variant] = cell
+        ratios[variant if twin == "lmtwin" else f"{twin}[{variant}]"] = cell
     return {"task": name, "methods": methods, "errors": errors, "ratios": ratios,
             "info": task.info, "mse_scale": task.mse_scale, "deterministic": task.deterministic}
 
