@@ -294,17 +294,19 @@ def cancer_optimiser(twin: Twin, true_game: Game, starts: Sequence[Mapping[str, 
 
     c = Cost({"v": 0.01}, action_costs={"ca": 0.05, "ra": 0.1}, aggregate="sum")
     limits = Constraints(budget={"ca": 150.0, "ra": 60.0})
-    policies = []
+    policies: list[dict[str, Policy]] = []
     t0 = time.perf_counter()
     for j, s in enumerate(starts):
         plan, _ = optimise(twin, s, c, sizes.cancer_horizon, limits, n_paths=4, popsize=8,
-                           iterations=6, block=15, seed=j, predictors=FAST)
-        policies.append(PlanPolicy(plan.plan, ["ca", "ra"]))
+                           iterations=6, block=min(15, sizes.cancer_horizon), seed=j,
+                           predictors=FAST)
+        policies.append({"chemo": PlanPolicy(plan.plan, ["ca"]),
+                         "radio": PlanPolicy(plan.plan, ["ra"])})
     tick(f"optimiser: {time.perf_counter() - t0:.0f} s for {len(starts)} plans")
     values = np.zeros(len(starts))
     rows = []
     for j, s in enumerate(starts):
-        ep = true_game.play({"chemo": policies[j], "radio": policies[j]}, s, sizes.eval_seed + j)
+        ep = true_game.play(policies[j], s, sizes.eval_seed + j)
         values[j] = ep.value
         rows.append(cancer_metrics(ep))
     m, lo, hi = ci95(values)
@@ -573,14 +575,14 @@ def run(sizes: Sizes, out: Path, tick: Callable[[str], None] = print,
     started = time.perf_counter()
     results: dict[str, Any] = {"sizes": asdict(sizes), "date": time.strftime("%Y-%m-%d"),
                                "cores": _cores()}
-    if "cancer" in only:
-        results["cancer"] = cancer(sizes, tick)
-    if "microgrid" in only:
-        results["microgrid"] = microgrid(sizes, tick)
-    if "five" in only:
-        results["five_agents"] = five_agents(sizes, tick)
-    results["seconds"] = time.perf_counter() - started
-    (out / "cooperate.json").write_text(json.dumps(results, indent=1, default=float))
+    parts: dict[str, Callable[[Sizes, Callable[[str], None]], dict[str, Any]]] = {
+        "cancer": cancer, "microgrid": microgrid, "five_agents": five_agents}
+    for key, part in parts.items():
+        if key.split("_")[0] in only:
+            results[key] = part(sizes, tick)
+            results["seconds"] = time.perf_counter() - started
+            # saved after each part, so a failure later loses nothing measured
+            (out / "cooperate.json").write_text(json.dumps(results, indent=1, default=float))
     plots(results, out)
     (out / "cooperate.md").write_text(report(results))
     return results
