@@ -15,7 +15,7 @@ repeated); a slow sensor bias (a ramp of a quarter sigma per reading); a step in
 dynamics (the cancer's growth rate doubled from a patient on; the tank's leak 50% larger
 from a reading on). Settings are chosen on seeds that the report does not score: each
 detector's most sensitive setting with at most 1 false alarm per 1,000 fault-free
-readings there.
+readings on every tuning stream.
 
     python -m lmtwin.bench.alerts [--quick]      # writes results/alerts.md and PNGs
 """
@@ -396,17 +396,19 @@ def _summary(outcomes: Sequence[Outcome]) -> dict[str, float]:
     false = [o.false_per_1000 for o in outcomes if o.false_per_1000 is not None]
     return {"detected": len(caught) / max(len(delays), 1),
             "delay": float(np.median(caught)) if caught else math.inf,
-            "false": float(np.mean(false)) if false else 0.0}
+            "false": float(np.mean(false)) if false else 0.0,
+            "worst": float(np.max(false)) if false else 0.0}
 
 
 def choose(tuning: dict[Setting, dict[str, float]]) -> dict[str, Setting]:
-    """Per method, the most sensitive setting within the false-alarm target (or, if none
-    is, the one with the fewest false alarms)."""
+    """Per method, the most sensitive setting within the false-alarm target on every
+    tuning stream (the worst seed and system, not the mean), or, if none is, the one
+    with the fewest false alarms at worst."""
     chosen = {}
     for method in dict.fromkeys(s.method for s in tuning):
         mine = {s: v for s, v in tuning.items() if s.method == method}
-        ok = {s: v for s, v in mine.items() if v["false"] <= TARGET_FA}
-        pool = ok or {min(mine, key=lambda s: mine[s]["false"]): {}}
+        ok = {s: v for s, v in mine.items() if v["worst"] <= TARGET_FA}
+        pool = ok or {min(mine, key=lambda s: mine[s]["worst"]): {}}
         chosen[method] = min(pool, key=lambda s: (-mine[s]["detected"], mine[s]["delay"],
                                                   mine[s]["false"]))
     return chosen
@@ -484,7 +486,9 @@ def report(results: Results, figures: Sequence[Path] = (), command: str = "") ->
         "## Anomalies and drift",
         "",
         f"Command: `{command or 'python -m lmtwin.bench.alerts'}`. Settings chosen on seeds "
-        f"{', '.join(map(str, results.tune_seeds))}; scored on seeds "
+        f"{', '.join(map(str, results.tune_seeds))} (per detector, the most sensitive "
+        "setting with at most 1 false alarm per 1,000 fault-free readings on every tuning "
+        "stream); scored on seeds "
         f"{', '.join(map(str, results.seeds))} ({results.runs_seconds / 60:.1f} min in all).",
         "",
         "Streams: cancer, patients one after another (a twin warmed up on "
@@ -511,7 +515,11 @@ def report(results: Results, figures: Sequence[Path] = (), command: str = "") ->
         "reaches its threshold). ADWIN and Page-Hinkley (river) and the 3-sigma rule "
         "(|z - mean| > 3 sd of the previous 2,000) read z = residual / the twin's "
         "difficulty estimate, or |z|. Chosen settings: "
-        + "; ".join(s.label for s in results.chosen.values()) + ".",
+        + "; ".join(s.label for s in results.chosen.values()) + ". On the tuning seeds "
+        "they caught " + "; ".join(
+            f"{m} {100 * results.tuning[s]['detected']:.0f}% of events with "
+            f"{results.tuning[s]['false']:.2f} false alarms / 1,000 (worst stream "
+            f"{results.tuning[s]['worst']:.2f})" for m, s in results.chosen.items()) + ".",
         "",
     ]
     for system in SYSTEMS:
