@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -30,9 +31,13 @@ class Calibrator:
     Args:
         window: how many recent residuals per target calibrate the interval.
         min_residuals: below this many, no interval is given (reported as uncalibrated).
+        refit_every: the fitted regressor is reused until this many new residuals have
+            arrived (one in 30 of a full window: the interval hardly moves, and refitting
+            on every scored transition cost as much as the prediction itself).
     """
 
-    def __init__(self, window: int = 300, min_residuals: int = 20) -> None:
+    def __init__(self, window: int = 300, min_residuals: int = 20,
+                 refit_every: int = 10) -> None:
         try:
             from crepes import ConformalRegressor
         except ImportError as exc:
@@ -40,7 +45,10 @@ class Calibrator:
         self._cls = ConformalRegressor
         self.window = window
         self.min_residuals = min_residuals
+        self.refit_every = max(1, refit_every)
         self._res: dict[str, deque[tuple[float, float]]] = {}
+        self._added: dict[str, int] = {}
+        self._fitted: dict[str, tuple[int, Any]] = {}
 
     def add(self, target: str, actual: float, predicted: float, sigma: float) -> bool:
         """Keep one residual; a non-finite one (values near the float limit) is not kept
@@ -49,6 +57,7 @@ class Calibrator:
         if not (math.isfinite(residual) and math.isfinite(sigma) and sigma > 0):
             return False
         self._res.setdefault(target, deque(maxlen=self.window)).append((residual, sigma))
+        self._added[target] = self._added.get(target, 0) + 1
         return True
 
     def noise(self, target: str, sigmas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -73,10 +82,16 @@ class Calibrator:
         res = self._res.get(target)
         if res is None or len(res) < self.min_residuals:
             return None
-        r = np.array([x for x, _ in res])
-        s = np.array([x for _, x in res])
-        cr = self._cls()
-        cr.fit(residuals=r, sigmas=s)
+        added = self._added.get(target, 0)
+        fitted = self._fitted.get(target)
+        if fitted is None or added - fitted[0] >= min(self.refit_every, len(res)):
+            r = np.array([x for x, _ in res])
+            s = np.array([x for _, x in res])
+            cr = self._cls()
+            cr.fit(residuals=r, sigmas=s)
+            self._fitted[target] = (added, cr)
+        else:
+            cr = fitted[1]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # crepes warns when an interval is unbounded
             lo, hi = cr.predict_int(
