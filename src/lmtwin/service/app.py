@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,14 +23,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmtwin.errors import (
+    ActionDenied,
+    ActuationRateLimited,
+    AlreadyDecided,
     BackendError,
     BackendUnavailable,
+    CallRefused,
     DependencyNotInstalled,
     InvalidValue,
     LmtwinError,
     NotReady,
+    RequestRejected,
     SchemaError,
     StoreError,
+    ToolUnavailable,
+    UnknownApproval,
     UnknownVariable,
 )
 from lmtwin.llm.base import LLMBackend
@@ -78,6 +86,13 @@ STATUS: dict[type, int] = {
     BackendError: 502,
     StoreError: 503,
     DependencyNotInstalled: 501,
+    UnknownApproval: 404,
+    AlreadyDecided: 409,
+    ActuationRateLimited: 429,
+    ActionDenied: 403,
+    CallRefused: 422,
+    RequestRejected: 422,
+    ToolUnavailable: 501,
     LmtwinError: 400,
 }
 
@@ -105,6 +120,8 @@ def _headers(exc: LmtwinError, status: int) -> dict[str, str] | None:
         return {"WWW-Authenticate": "Bearer"}
     if isinstance(exc, RateLimited):
         return {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, ActuationRateLimited):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     return None
 
 

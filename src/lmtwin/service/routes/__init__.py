@@ -7,7 +7,17 @@ line below.
 
 from fastapi import APIRouter
 
-from lmtwin.service.routes import alerts, ingest, intervene, keys, live, model, read, registry
+from lmtwin.service.routes import (
+    agent,
+    alerts,
+    ingest,
+    intervene,
+    keys,
+    live,
+    model,
+    read,
+    registry,
+)
 
 ROUTERS: list[APIRouter] = [
     registry.router,
@@ -18,4 +28,5 @@ ROUTERS: list[APIRouter] = [
     keys.router,
     alerts.router,
     intervene.router,
+    agent.router,
 ]
