@@ -139,3 +139,26 @@ def test_noise_draws_from_residuals_of_similar_difficulty():
     assert binned[0] * 0.05 == pytest.approx(0.82, rel=0.25)
     assert binned[1] * 2.0 == pytest.approx(0.82, rel=0.25)
     assert mixed[1] * 2.0 > 3 * 0.82  # mixed: easy steps' large ratios inflate hard ones
+
+
+@pytest.mark.model
+def test_rollout_with_the_embedded_language_model(gemma):
+    from lmtwin import LLMPredictor
+
+    twin = Twin("xy", variables=[Variable("x", "state", "m", "position"),
+                                 Variable("u", "action", "m", "push", lower=0, upper=2)],
+                predictors=[Persistence(), LocalRidge(), LLMPredictor(gemma)],
+                costly_every=1000)  # no language-model scoring while loading: 4 calls only
+    rng = np.random.default_rng(0)
+    x = 5.0
+    for t in range(30):
+        u = float(rng.choice([0.0, 0.5, 1.0]))
+        twin.observe({"x": x, "u": u}, episode="e", t=float(t))
+        x = 0.9 * x + u + 0.05 * rng.standard_normal()
+    # the mean paths (no noise): the language model is asked once per path-step
+    out = rollout(twin, {"x": 5.0}, ["u"], np.zeros((2, 2, 1)), None,
+                  predictors=["numeric", "llm"])
+    assert out.paths.shape == (2, 3, 1) and np.isfinite(out.paths).all()
+    assert out.answered["numeric"] == 4
+    assert out.answered["llm"] >= 3  # a reply it cannot parse is counted, not guessed
+    assert 3.0 < out.paths[:, -1, 0].mean() < 6.0  # truth 5 * 0.81 = 4.05

@@ -199,6 +199,7 @@ def _ask(twin: Twin, p: Predictor, batch: Batch, columns: dict[str, np.ndarray],
         return np.asarray(mean, dtype=float), np.asarray(ok, dtype=bool)
     # one call per path-step (the language model, when asked for)
     n = len(batch.current)
+    notes = twin.notes
     mean = np.zeros((n, len(targets)))
     ok = np.zeros(n, dtype=bool)
     for i in range(n):
@@ -207,7 +208,7 @@ def _ask(twin: Twin, p: Predictor, batch: Batch, columns: dict[str, np.ndarray],
         a = {name: float(columns[f"a:{name}"][i]) for name in actions}
         examples = twin.retriever.search(s, a, twin.schema, k=p.k) if p.k else []
         try:
-            f = p.predict(Query(s, a, targets, twin.schema, twin.notes), examples)
+            f = p.predict(Query(s, a, targets, twin.schema, notes), examples)
         except (NotReady, BackendError):
             continue  # counted in Rollout.answered; the others carry this path-step
         mean[i], ok[i] = f.mean, True
