@@ -55,3 +55,8 @@ def test_simulate_is_cost_limited_per_key(tmp_path):
         assert c.post("/twins/p/simulate", json=body, headers=two).status_code == 200
         # unauthenticated callers are refused before any cost is counted
         assert c.post("/twins/p/simulate", json=body).status_code == 401
+        # a prediction costs one path-step: a key whose budget is spent waits
+        predict = {"state": {"x": 1.0}, "action": {"u": 0.0}}
+        r = c.post("/twins/p/predict", json=predict, headers=one)
+        assert r.status_code == 429 and "retry-after" in r.headers
+        assert c.post("/twins/p/predict", json=predict, headers=admin).status_code == 200

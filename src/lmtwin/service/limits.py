@@ -15,9 +15,9 @@ How a route group uses it (any route, any cost)::
 header in seconds) when the caller's budget cannot pay for it now. The budget is a
 token bucket per principal (an API key's id, or ``admin``): ``Settings.cost_budget``
 path-steps, refilled evenly over ``Settings.cost_window_s`` seconds. A path-step is one
-step of one sampled path (one ``Twin.predict``-sized call to every predictor); other
-routes charge their own work in the same unit (a what-if of k candidates over h steps
-with n paths costs k x h x n).
+step of one sampled path (one ``Twin.predict``-sized call to every predictor): predict
+costs 1, simulate ``n_paths x horizon``; other routes charge their own work in the same
+unit (a what-if of k candidates over h steps with n paths costs k x h x n).
 """
 
 from __future__ import annotations
