@@ -12,13 +12,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lmtwin.service.stores import TransactionalStore
 
-IDEMPOTENCY_TABLE = """CREATE TABLE IF NOT EXISTS service_idempotency (
-        twin TEXT NOT NULL,
-        key TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        response TEXT NOT NULL,
-        PRIMARY KEY (twin, key))"""
-
 # an expired key not purged yet is replaced, not a conflict (replay ignores it already)
 INSERT_KEY = ("INSERT INTO service_idempotency (twin, key, created_at, response)"
               " VALUES (?, ?, ?, ?) ON CONFLICT (twin, key) DO UPDATE SET"
@@ -30,7 +23,12 @@ _TABLES = [
         created_at DOUBLE PRECISION NOT NULL,
         archived_at DOUBLE PRECISION,
         config TEXT NOT NULL)""",
-    IDEMPOTENCY_TABLE,
+    """CREATE TABLE IF NOT EXISTS service_idempotency (
+        twin TEXT NOT NULL,
+        key TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        response TEXT NOT NULL,
+        PRIMARY KEY (twin, key))""",
     """CREATE TABLE IF NOT EXISTS service_keys (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
