@@ -420,6 +420,7 @@ def _agent_commands() -> None:
     app.command()(agent_cli.ask)
     app.command()(agent_cli.approvals)
     app.command()(agent_cli.mcp)
+    bench_app.command("agent")(agent_cli.bench_agent)
 
 
 _agent_commands()

@@ -209,3 +209,24 @@ def mcp(
     twins = StoreTwins(SQLiteStore(store), time_unit=time_unit,
                        actuator=LoggingActuator(actuator_log) if actuator_log else None)
     build_server(twins, writes=writes).run()  # stdio: nothing else may print to stdout
+
+
+def bench_agent(
+    out: Annotated[Path, typer.Option(help="folder for agent.md and agent.json")] = Path(
+        "results"),
+    models: Annotated[str, typer.Option(
+        help="comma-separated small generative models to compare (gemma3-270m, "
+             "smollm2-135m) or 'none'")] = "smollm2-135m,gemma3-270m",
+    sample: Annotated[int, typer.Option(
+        help="requests each generative model answers (every k-th of the suite)")] = 8,
+    quick: Annotated[bool, typer.Option(help="skip the generative models")] = False,
+) -> None:
+    """The agent's targets: exact tool-and-argument accuracy and time on the suite,
+    refusals, the injection suite, ask mode, and small generative models beside it."""
+    from lmtwin.bench import agent as bench
+
+    chosen = [] if models == "none" else [m.strip() for m in models.split(",") if m.strip()]
+    results = bench.run(out, quick=quick, models=chosen, sample=sample,
+                        progress=console.print)
+    console.print(bench.report(results))
+    console.print(f"written: {out / 'agent.md'}, {out / 'agent.json'}")

@@ -11,6 +11,7 @@ state variable to set), the call is built as asked and validation refuses it.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import replace
 from typing import Any
@@ -91,9 +92,21 @@ def _cased(q: Quantity, raw: str) -> Quantity:
     return replace(q, unit=m.group(0)) if m else q
 
 
+def parse(request: str, schema: Schema, time_unit: str = "step") -> Parsed:
+    """``Parsed(request, ...)``, remembered: a request is read by the router, the cues and
+    the parser in turn."""
+    return _parse(request, time_unit, tuple(schema.variables.values()), schema)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse(request: str, time_unit: str, variables: tuple[Variable, ...],
+           schema: Schema) -> Parsed:
+    return Parsed(request, schema, time_unit)
+
+
 def extract(tool: str, request: str, schema: Schema, time_unit: str = "step") -> dict[str, Any]:
     """Raw arguments for ``tool`` read from ``request`` (validated afterwards)."""
-    p = Parsed(request, schema, time_unit)
+    p = parse(request, schema, time_unit)
     return _EXTRACT[tool](tool, p) if tool in _EXTRACT else {}
 
 

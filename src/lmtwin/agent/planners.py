@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from lmtwin.agent.cues import cues
-from lmtwin.agent.extract import Parsed, extract
+from lmtwin.agent.extract import extract, parse
 from lmtwin.agent.router import Ranked, Router
 from lmtwin.errors import AgentError, CallRefused, RequestRejected
 from lmtwin.schema import Schema
@@ -63,7 +63,7 @@ def split(request: str) -> list[str]:
 def masked(request: str, schema: Schema) -> str:
     """The request with variable mentions as 'the thing' and numbers as '5', so the
     router reads the intent words, not the system's vocabulary."""
-    p = Parsed(request, schema, "step")
+    p = parse(request, schema, "step")
     spans = sorted({s for m in p.mentions for s in m.spans})
     text = p.text
     out, last = [], 0
@@ -100,7 +100,7 @@ class EmbeddedPlanner:
         ranked = self.router.rank(masked(text, schema) if self.mask else text)
         if not self.cue_bonus:
             return ranked
-        fired = cues(Parsed(text, schema, "step"))
+        fired = cues(parse(text, schema, "step"))
         boosted = [Ranked(r.tool, r.score + self.cue_bonus * (r.tool in fired)) for r in ranked]
         return sorted(boosted, key=lambda r: -r.score)
 
@@ -108,7 +108,7 @@ class EmbeddedPlanner:
         """A request is understood when a cue fires, it names a variable of the twin, or
         it lies close to an example: similarity alone does not separate terse requests
         from small talk (both 0.2-0.3 in MiniLM space)."""
-        p = Parsed(text, schema, "step")
+        p = parse(text, schema, "step")
         return best.score >= self.threshold or bool(p.mentions) or bool(cues(p))
 
     def plan(self, request: str, context: Context) -> list[Proposal]:

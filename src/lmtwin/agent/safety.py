@@ -15,7 +15,7 @@ import json
 import math
 from typing import Any
 
-from lmtwin.agent.extract import Parsed
+from lmtwin.agent.extract import Parsed, parse
 from lmtwin.agent.router import Router
 from lmtwin.agent.text import in_unit
 from lmtwin.agent.units import UnitMismatch
@@ -48,7 +48,7 @@ def check_grounded(call: Call, request: str, schema: Schema, router: Router,
     if call.tool not in ranked:
         raise CallRefused(call.tool, "the request does not ask for this change "
                           f"(it reads as {', '.join(ranked)})")
-    p = Parsed(request, schema, time_unit)
+    p = parse(request, schema, time_unit)
     named = {m.variable.name for m in p.mentions}
     args = call.args.model_dump()
     if call.tool == "actuate":

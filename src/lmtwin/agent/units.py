@@ -54,6 +54,7 @@ def convert(value: float, from_unit: str, to_unit: str) -> float:
             f" ({type(exc).__name__})") from None
 
 
+@functools.cache
 def known(unit: str) -> bool:
     """Whether pint can read ``unit`` (after the aliases above)."""
     try:
