@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import socket
 import threading
 import time
 from typing import Any
@@ -158,20 +159,22 @@ class MqttIngest:
         client.publish(f"{self.prefix}/{twin or '_'}/errors", json.dumps(error), qos=0)
 
     def _redeliver(self) -> None:
-        """Reconnect (the persistent session keeps what was not acknowledged): the broker
-        then delivers the unacknowledged messages again. From another thread, as paho
-        must not reconnect inside its own callback; one reconnect at a time."""
+        """Drop the connection, so that the network loop reconnects by itself (after
+        ``reconnect_delay``) and the broker delivers what was not acknowledged again (the
+        persistent session keeps it). Shutting the socket down is safe from any thread;
+        only the loop reconnects. One drop at a time, after the burst in hand."""
         if self.stopping or not self._reconnecting.acquire(blocking=False):
             return
 
-        def reconnect() -> None:
+        def drop() -> None:
             try:
-                time.sleep(0.5)  # let the other messages of this burst arrive first
-                if not self.stopping:
-                    self.client.reconnect()
-            except (OSError, ValueError) as exc:  # the loop's own reconnection takes over
-                log.warning("MQTT reconnect for redelivery failed: %s", exc)
+                time.sleep(0.5)  # let the other messages of this burst be handled first
+                sock = self.client.socket()  # a TCP or TLS socket (websockets: not used)
+                if isinstance(sock, socket.socket) and not self.stopping:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError as exc:  # already gone: the loop reconnects anyway
+                log.debug("MQTT socket shutdown for redelivery: %s", exc)
             finally:
                 self._reconnecting.release()
 
-        threading.Thread(target=reconnect, name="mqtt-redeliver", daemon=True).start()
+        threading.Thread(target=drop, name="mqtt-redeliver", daemon=True).start()
