@@ -30,7 +30,7 @@ def test_bad_inputs_are_reported_and_the_other_tasks_still_run(tmp_path: Path,
                                                                monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setitem(sys.modules, "pysindy", None)  # an optional dependency is missing
     cfg = _cfg(tasks=["no-such-task", "hare-lynx", "cancer-untreated"],
-               data_dir=tmp_path / "empty")
+               data_dir=tmp_path / "empty", wide_tasks=["cancer-untreated"])
     out = tmp_path / "out"
     results = suite.run(cfg, None, ["drift", "no-such-scenario"], out, "test")
     tasks = results["tasks"]
@@ -153,3 +153,15 @@ def test_cli_reports_an_unknown_task_and_runs_the_others(tmp_path: Path) -> None
     assert (out / "hare-lynx.png").exists()
     bad = CliRunner().invoke(app, ["bench", "tasks", "--seeds", "0", "--model", "none"])
     assert bad.exit_code == 2 and "at least 1" in bad.output
+    # a second run in parallel (another task), then both merged into one report
+    other = tmp_path / "other"
+    CliRunner().invoke(app, [
+        "bench", "tasks", "--quick", "--tasks", "plankton", "--model", "none", "--scenarios",
+        "none", "--baselines", "persistence", "--seeds", "1", "--out", str(other)])
+    merged = tmp_path / "merged"
+    done = CliRunner().invoke(app, ["bench", "tasks", "--merge", f"{out},{other}",
+                                    "--out", str(merged)])
+    assert done.exit_code == 0, done.output
+    both = json.loads((merged / "results.json").read_text())
+    assert {"hare-lynx", "plankton", "nope"} <= set(both["tasks"])
+    assert "merged" in both["command"] and "## plankton" in (merged / "report.md").read_text()

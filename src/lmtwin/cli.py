@@ -279,6 +279,9 @@ def bench_tasks(
         help="folder with hare_lynx.csv and plankton_3dlv.csv")] = None,
     report_only: Annotated[bool, typer.Option(
         help="only render report.md and the PNGs again from OUT/results.json")] = False,
+    merge: Annotated[str | None, typer.Option(
+        help="comma-separated folders of runs made in parallel: merge their results.json "
+             "into OUT and render the report")] = None,
 ) -> None:
     """The literature's tasks (HDTwinGen protocol) and the continual-update scenarios,
     like for like: every baseline and lmtwin frozen and online on the same seeds and
@@ -291,8 +294,9 @@ def bench_tasks(
     from lmtwin.bench.scenarios import SCENARIOS
     from lmtwin.bench.tasks import TASKS
 
-    if report_only:
-        written = suite.rewrite(out)
+    if report_only or merge:
+        written = (suite.merge([Path(p.strip()) for p in merge.split(",") if p.strip()], out)
+                   if merge else suite.rewrite(out))
         console.print(f"written: {', '.join(map(str, written))}")
         return
     cfg = suite.Config.quick_run() if quick else suite.Config()

@@ -162,7 +162,8 @@ def stream(method: Method, data: Arrays) -> dict[str, Record]:
             r.tokens += out.tokens
             if out.failed is not None:
                 r.failures += int(out.failed.sum())
-        method.learn(S[:, : t + 2], A[:, : t + 1])
+        # the next action comes with the next row (an input of the next prediction)
+        method.learn(S[:, : t + 2], A[:, : t + 2])
     return recs
 
 

@@ -37,20 +37,21 @@ def _loo_ridge(X: np.ndarray, Y: np.ndarray, use: np.ndarray, xq: np.ndarray,
     Yc = (Y - ym[:, None]) * m
     var = np.maximum((Yc**2).sum(axis=1) / c, 1e-300)
     U, s, Vt = np.linalg.svd(Z, full_matrices=False)  # (n,k,r), (n,r), (n,r,F)
-    UtY = np.einsum("nkr,nkt->nrt", U, Yc)
+    UtY = np.swapaxes(U, 1, 2) @ Yc  # (n, r, T)
+    U2 = U**2
     zq = (xq - mu) / sd
-    qV = np.einsum("nrf,nf->nr", Vt, zq)
+    qV = (Vt @ zq[:, :, None])[:, :, 0]
     best = np.full(len(X), np.inf)
     out = np.zeros((len(X), Y.shape[2]))
     chosen = np.zeros(len(X))
     for a in alphas:
         lam = a * c  # (n, 1)
         shrink = s**2 / (s**2 + lam)  # (n, r)
-        fit = np.einsum("nkr,nr,nrt->nkt", U, shrink, UtY)
-        lev = np.einsum("nkr,nr->nk", U**2, shrink) + 1.0 / c
+        fit = U @ (shrink[:, :, None] * UtY)
+        lev = (U2 @ shrink[:, :, None])[:, :, 0] + 1.0 / c
         e = (Yc - fit) / np.maximum(1.0 - lev, 1e-6)[:, :, None] * m
         score = ((e**2).sum(axis=1) / c / var).sum(axis=1)
-        pred = ym + np.einsum("nr,nr,nrt->nt", qV, s / (s**2 + lam), UtY)
+        pred = ym + ((qV * s / (s**2 + lam))[:, None, :] @ UtY)[:, 0]
         better = score < best
         best = np.where(better, score, best)
         out[better] = pred[better]
