@@ -131,9 +131,11 @@ class Agent:
         return self._router
 
     # --- requests --------------------------------------------------------------------
-    def ask(self, request: str, by: str = "user", read_only: bool = False) -> Reply:
+    def ask(self, request: str, by: str = "user", read_only: bool = False,
+            time_unit: str | None = None) -> Reply:
         """Plan, validate and run (or queue) the calls a request asks for; with
-        ``read_only``, every write is denied whatever the policy says.
+        ``read_only``, every write is denied whatever the policy says; ``time_unit``
+        overrides the agent's for this request.
 
         Raises RequestRejected for a request it cannot take, and the first refusal
         (CallRefused, ActionDenied, ...) when no proposed call could run or be queued.
@@ -146,14 +148,15 @@ class Agent:
                            planner=self.planner.name)
         try:
             text = check_request(request, self.max_chars)
-            proposals = self.planner.plan(text, self._context())
+            proposals = self.planner.plan(text, self._context(time_unit or self.time_unit))
             if not proposals:
                 raise RequestRejected("the planner proposed no tool call")
         except LmtwinError as exc:
             self.journal.audit("rejected", request_id=request_id, error=str(exc),
                                error_type=type(exc).__name__)
             raise
-        outcomes = [self._propose(p, request_id, by, text, read_only) for p in proposals]
+        outcomes = [self._propose(p, request_id, by, text, read_only,
+                                  time_unit or self.time_unit) for p in proposals]
         if all(o.status in ("refused", "denied") for o in outcomes):
             first = outcomes[0].exception
             assert first is not None
@@ -176,19 +179,19 @@ class Agent:
             raise outcome.exception
         return outcome
 
-    def _context(self) -> Context:
+    def _context(self, time_unit: str) -> Context:
         schema = self.twin.schema
         data = {
             "twin": self.twin.name,
-            "time_unit": self.time_unit,
+            "time_unit": time_unit,
             "variables": schema.to_list(),
             "notes": [n.text for n in self.twin.notes[-10:]],
             "earlier_results": list(self._results),
         }
-        return Context(self.twin.name, schema, self.time_unit, data)
+        return Context(self.twin.name, schema, time_unit, data)
 
     def _propose(self, p: Proposal, request_id: str, by: str, request: str | None,
-                 read_only: bool = False) -> Outcome:
+                 read_only: bool = False, time_unit: str = "step") -> Outcome:
         call_id = uuid.uuid4().hex[:12]
         self.journal.audit("proposed", request_id=request_id, call_id=call_id, tool=p.tool,
                            args=p.args, source=p.source)
@@ -198,7 +201,7 @@ class Agent:
             call = validate(p.tool, p.args, self.twin.schema)
             if request is not None and p.source != "embedded":
                 # a model read the twin's data: its write calls must come from the request
-                check_grounded(call, request, self.twin.schema, self.router, self.time_unit)
+                check_grounded(call, request, self.twin.schema, self.router, time_unit)
             if call.tool == "actuate" and self.actuator is None:
                 raise ToolUnavailable("no actuator is configured for this twin")
         except AgentError as exc:

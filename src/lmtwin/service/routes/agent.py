@@ -67,7 +67,7 @@ class AuditOut(BaseModel):
 _routers: list[Any] = []  # one per process: the sentence model is loaded once
 
 
-def _agent(request: Request, s: Any, name: str, time_unit: str = "step") -> Any:
+def _agent(request: Request, s: Any, name: str) -> Any:
     from lmtwin.agent import Agent, Router
 
     twin = s.entry(name).twin
@@ -82,7 +82,6 @@ def _agent(request: Request, s: Any, name: str, time_unit: str = "step") -> Any:
             agent = Agent(twin, actuator=getattr(state, "actuator", None),
                           router=_routers[0])
             state.agents[name] = agent
-    agent.time_unit = time_unit
     return agent
 
 
@@ -93,8 +92,8 @@ def ask(name: str, body: AgentIn, request: Request, s: Service, meter: Meter
     answer 422 with the reason (CallRefused, RequestRejected)."""
     meter.charge(COST)
     who = meter.principal
-    agent = _agent(request, s, name, body.time_unit)
-    reply = agent.ask(body.request, by=f"key:{who.id}",
+    agent = _agent(request, s, name)
+    reply = agent.ask(body.request, by=f"key:{who.id}", time_unit=body.time_unit,
                       read_only=not who.allows("write", name))
     return dict(reply.to_dict())
 
