@@ -271,6 +271,11 @@ def bench_tasks(
     lm_seeds: Annotated[int | None, typer.Option(
         help="seeds (from the first) on which the language model runs (at least 3 for a "
              "t-interval)")] = None,
+    net_steps: Annotated[str | None, typer.Option(
+        help="caps on the networks' training steps, e.g. 'dynode=3000,gru=300,"
+             "transformer=500' (they stop earlier when the validation loss stalls)")] = None,
+    lm_tasks: Annotated[str, typer.Option(
+        help="comma-separated tasks on which the language model runs, or 'all'")] = "all",
     model: Annotated[str, typer.Option(
         help="embedded model or GGUF path, or 'none' for no language model")] = "gemma3-270m",
     out: Annotated[Path, typer.Option(help="folder for report.md, results.json and PNGs")] = Path(
@@ -327,6 +332,18 @@ def bench_tasks(
         cfg.lm_steps = lm_steps
     if lm_seeds is not None:
         cfg.lm_seeds = lm_seeds
+    if net_steps is not None:
+        try:
+            caps = {k.strip(): int(v) for k, v in (x.split("=") for x in net_steps.split(","))}
+        except ValueError:
+            caps = {}
+        if not caps or set(caps) - set(cfg.max_steps) or min(caps.values()) < 1:
+            console.print("[red]error:[/red] --net-steps takes name=steps pairs for "
+                          f"{', '.join(cfg.max_steps)}, each at least 1")
+            raise typer.Exit(2)
+        cfg.max_steps.update(caps)
+    if lm_tasks != "all":
+        cfg.lm_tasks = [t.strip() for t in lm_tasks.split(",") if t.strip()]
     if data_dir is not None:
         cfg.data_dir = data_dir
     chosen = (list(SCENARIOS) if scenarios == "all" else [] if scenarios == "none"

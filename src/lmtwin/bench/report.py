@@ -194,7 +194,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"networks capped at {cfg['max_steps']} training steps, checked every "
         f"{cfg['check_every']} steps on validation, patience {cfg['patience']}. Language "
         f"model: {cfg['lm_steps']} random test steps in each of the first {cfg['lm_seeds']} "
-        "seeds per task.", "",
+        f"seeds of {', '.join(cfg.get('lm_tasks', []))}.", "",
         "**How to read it.** The protocol's metric: one-step-ahead, teacher-forced MSE on "
         "raw states of the test split, `pred[0] = x[0]` included, mean ± 95% t-interval "
         "over seeds; every method on the same seeds and the same scored steps. `frozen`: "

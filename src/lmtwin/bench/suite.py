@@ -91,9 +91,10 @@ class Config:
     select_trajectories: int = 200  # validation trajectories scored to choose settings
     min_residuals: int = 20
     lm_seeds: int = 3  # seeds whose sampled test steps the language model answers
-    lm_steps: int = 8  # sampled test steps per seed and task
-    lm_calibration: int = 6  # validation steps that score the language model first
+    lm_steps: int = 5  # sampled test steps per seed and task
+    lm_calibration: int = 4  # validation steps that score the language model first
     lm_k: int = 12  # examples in its prompt
+    lm_tasks: list[str] = field(default_factory=lambda: list(TASKS))
     covid_seeds: int | None = None  # None: every seed; COVID simulations are slow
     pools: list[str] = field(default_factory=lambda: ["default", "wide"])
     # tasks the wide pool runs on: the short series it is meant for (issue 11, item 7);
@@ -319,7 +320,7 @@ def run_task(name: str, cfg: Config, backend: LLMBackend | None,
             timing[b] = timing.get(b, 0.0) + time.perf_counter() - start
         tick(f"{name} seed {seed}: lmtwin")
         start = time.perf_counter()
-        lm_seed = backend is not None and si < cfg.lm_seeds
+        lm_seed = backend is not None and si < cfg.lm_seeds and name in cfg.lm_tasks
         lm_log: dict[str, Any] = {}
         twin = build_twin(task, train, val, sel, variance, cfg, seed, chosen,
                           _lm_calibrate(task, val, backend, cfg, rng, lm_log)
@@ -375,7 +376,8 @@ def _run(method: Method, test: Arrays, variant: str, roll: bool, recs: dict[str,
     out = stream(method, test)
     for o, rec in out.items():
         key = f"{o}[{variant}]" if "[" not in o else o
-        if roll and not method.online:
+        # the main output only: a twin's members are rolled out inside its combination
+        if roll and not method.online and o == method.outputs[0]:
             rec.rollout, rec.rollout_failures = rollout(method, test, o)
         recs[key] = rec
     timing[variant] = timing.get(variant, 0.0) + time.perf_counter() - start
