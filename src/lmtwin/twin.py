@@ -199,9 +199,121 @@ class Twin:
         self._link_many(self.store.observations(self.name))
 
     def _link_many(self, observations: Sequence[Observation]) -> None:
+        """Link a bulk of observations; score the last ``score_window`` transitions in
+        chunks, each chunk in one batch from what was stored before it (never from itself
+        or later), then learn them in order. A chunk is at most as large as what is
+        already stored (16 to 256), so early transitions are not predicted from nothing."""
         first_scored = len(observations) - self.score_window
+        window: list[tuple[Transition, _Pending | None]] = []
         for i, obs in enumerate(observations):
-            self._link(obs, score=i >= first_scored, costly=False)
+            made = self._transition(obs)
+            if made is None:
+                continue
+            if i >= first_scored:
+                window.append(made)
+            else:
+                self._add(made[0])
+        start = 0
+        while start < len(window):
+            size = min(256, max(16, len(self.retriever)))
+            self._score_chunk(window[start : start + size])
+            start += size
+
+    def _score_chunk(self, chunk: Sequence[tuple[Transition, _Pending | None]]) -> None:
+        forecasts = self._batch_forecasts([tr for tr, pending in chunk
+                                           if not self._same(tr, pending)])
+        for tr, pending in chunk:
+            if self._same(tr, pending):
+                assert pending is not None
+                self.scorer.record(tr, pending.prediction, "live")
+            elif id(tr) in forecasts:
+                query, answered, skipped = forecasts[id(tr)]
+                if answered:
+                    self.scorer.record(tr, self._combined(query, answered, skipped, [], 0),
+                                       "prequential")
+                else:
+                    self.scorer.unscored[f"NotReady: no predictor could answer: {skipped}"[
+                        :120]] += 1
+            self._add(tr)
+
+    def _batch_forecasts(
+        self, transitions: Sequence[Transition]
+    ) -> dict[int, tuple[Query, dict[str, Forecast], dict[str, str]]]:
+        """The cheap predictors' forecasts of many transitions from the current retriever,
+        keyed by ``id(transition)``: one batch search and one ``predict_batch`` per group
+        of transitions carrying the same variables; a predictor without a batch call is
+        asked once per transition."""
+        from lmtwin.predictors.batch import retrieve_batch
+
+        cheap = [p for p in self.predictors if not getattr(p, "costly", False)]
+        batched = [p for p in cheap if hasattr(p, "predict_batch")]
+        groups: dict[tuple[tuple[str, ...], ...], list[Transition]] = {}
+        for tr in transitions:
+            targets = tuple(t for t in self.schema.states if t in tr.next_state and t in tr.state)
+            if targets:
+                groups.setdefault((tuple(sorted(tr.state)), tuple(sorted(tr.action)), targets),
+                                  []).append(tr)
+        out: dict[int, tuple[Query, dict[str, Forecast], dict[str, str]]] = {}
+        for (skeys, akeys, targets), trs in groups.items():
+            queries = [Query(dict(tr.state), dict(tr.action), list(targets), self.schema,
+                             self._notes) for tr in trs]
+            for q, tr in zip(queries, trs, strict=True):
+                out[id(tr)] = (q, {}, {})
+            columns = {f"s:{k}": np.array([tr.state[k] for tr in trs]) for k in skeys}
+            columns.update({f"a:{k}": np.array([tr.action[k] for tr in trs]) for k in akeys})
+            names = list(skeys) + [f"a:{k}" for k in akeys]
+            current = np.array([[tr.state[t] for t in targets] for tr in trs])
+            k = max((p.k for p in batched), default=0)
+            batch = retrieve_batch(self.retriever, self.schema, columns, names, list(targets),
+                                   current, k) if batched else None
+            for p in cheap:
+                if batch is not None and p in batched:
+                    mean, ok = p.predict_batch(batch)  # type: ignore[attr-defined]
+                    mean = np.asarray(mean, dtype=float)
+                    for i, tr in enumerate(trs):
+                        _, answered, skipped = out[id(tr)]
+                        if ok[i] and np.all(np.isfinite(mean[i])):
+                            answered[p.name] = Forecast(mean[i][None, :])
+                        else:
+                            skipped[p.name] = "NotReady: too few usable examples or a " \
+                                              "non-finite forecast"
+                    continue
+                for q, tr in zip(queries, trs, strict=True):
+                    _, answered, skipped = out[id(tr)]
+                    try:
+                        got, _, _ = self._ask([p], q)
+                        answered.update(got)
+                    except NotReady as exc:
+                        skipped[p.name] = f"NotReady: {exc}"
+        return out
+
+    def _transition(self, obs: Observation) -> tuple[Transition, _Pending | None] | None:
+        """The transition from the episode's previous observation to ``obs`` (None for an
+        episode's first observation), with the live prediction waiting for it."""
+        last = self._last.get(obs.episode)
+        self._last[obs.episode] = obs
+        if last is None:
+            return None
+        roles = self.schema.variables
+        state = {k: v for k, v in last.values.items() if k in roles and roles[k].role != "action"}
+        action = {k: v for k, v in last.values.items() if k in roles and roles[k].role == "action"}
+        nxt = {k: v for k, v in obs.values.items() if k in roles and roles[k].role == "state"}
+        return Transition(obs.episode, last.t, state, action, nxt), self._pending.pop(
+            obs.episode, None)
+
+    def _add(self, transition: Transition) -> None:
+        self.retriever.add(transition)
+        if self.tuner is not None:
+            self.tuner.poke()
+
+    @staticmethod
+    def _same(transition: Transition, pending: _Pending | None) -> bool:
+        """Whether a live prediction was made from this transition's state and action."""
+        return (
+            pending is not None
+            and pending.action == transition.action
+            and all(transition.state.get(k) == v for k, v in pending.state.items())
+        )
 
     def _changed(self, change: SchemaChange) -> SchemaChange:
         self.store.append_schema_change(self.name, change)
@@ -301,48 +413,34 @@ class Twin:
             self._link_many(clean)
             return len(clean)
 
-    def _link(self, obs: Observation, score: bool = True, costly: bool = True) -> None:
+    def _link(self, obs: Observation) -> None:
         """Turn the episode's previous observation and this one into a transition, score
         it from what came before it, then add it to what the twin retrieves from."""
-        last = self._last.get(obs.episode)
-        self._last[obs.episode] = obs
-        if last is None:
-            return
-        roles = self.schema.variables
-        state = {k: v for k, v in last.values.items() if k in roles and roles[k].role != "action"}
-        action = {k: v for k, v in last.values.items() if k in roles and roles[k].role == "action"}
-        nxt = {k: v for k, v in obs.values.items() if k in roles and roles[k].role == "state"}
-        transition = Transition(obs.episode, last.t, state, action, nxt)
-        pending = self._pending.pop(obs.episode, None)
-        if score:
-            self._score(transition, pending, costly)
-        self.retriever.add(transition)
-        if self.tuner is not None:
-            self.tuner.poke()
+        made = self._transition(obs)
+        if made is not None:
+            self._score(*made)
+            self._add(made[0])
 
-    def _score(self, transition: Transition, pending: _Pending | None, costly: bool) -> None:
+    def _score(self, transition: Transition, pending: _Pending | None) -> None:
         """Score the transition prequentially: reuse a live prediction made from the same
         state and action, else predict it now (costly predictors every n-th time)."""
         state, action = transition.state, transition.action
-        if (
-            pending is not None
-            and pending.action == action
-            and all(state.get(k) == v for k, v in pending.state.items())
-        ):
+        if self._same(transition, pending):
+            assert pending is not None
             self.scorer.record(transition, pending.prediction, "live")
             return
         targets = [t for t in self.schema.states if t in transition.next_state and t in state]
         if not targets:
             return
         self._since_costly += 1
-        ask_costly = costly and self.costly_every > 0 and self._since_costly >= self.costly_every
+        ask_costly = self.costly_every > 0 and self._since_costly >= self.costly_every
         chosen = [p for p in self.predictors if ask_costly or not getattr(p, "costly", False)]
         if ask_costly:
             self._since_costly = 0
         query = Query(dict(state), dict(action), targets, self.schema, self._notes)
         try:
             forecasts, skipped, examples = self._ask(chosen, query)
-            prediction = self._combined(query, forecasts, skipped, examples)
+            prediction = self._combined(query, forecasts, skipped, examples, 0)
         except NotReady as exc:
             self.scorer.unscored[f"NotReady: {exc}"[:120]] += 1
             return
@@ -468,9 +566,11 @@ class Twin:
         forecasts: dict[str, Forecast],
         skipped: dict[str, str],
         examples: list[Transition],
+        n_samples: int | None = None,
     ) -> Prediction:
         return combine(query, forecasts, self.hedge, self.calibrator, self.level,
-                       self.n_samples, self._rng, skipped, examples, self.schema.version)
+                       self.n_samples if n_samples is None else n_samples, self._rng,
+                       skipped, examples, self.schema.version)
 
     def simulate(
         self,

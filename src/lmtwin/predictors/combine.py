@@ -144,7 +144,9 @@ def combine(
             lower[t], upper[t] = interval
     calibrated = len(lower) == len(targets)
     samples = np.empty((n_samples, len(targets)))
-    if calibrated:
+    if n_samples == 0:
+        pass  # a point forecast with its interval (the twin's own scoring)
+    elif calibrated:
         for j, t in enumerate(targets):
             samples[:, j] = mean[j] + calibrator.noise(t, np.full(n_samples, sigma[t]), rng)
     else:

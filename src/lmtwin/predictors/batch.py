@@ -1,0 +1,41 @@
+"""Many queries at once: the retrieved examples of every query as arrays (a ``Batch``),
+from one batch search over the retriever. Used by rollouts (every path at one step) and
+by the twin's scoring of many new transitions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from lmtwin.predictors.simple import Batch
+from lmtwin.retrieval import Retriever
+from lmtwin.schema import Schema
+
+
+def retrieve_batch(retriever: Retriever, schema: Schema, columns: Mapping[str, np.ndarray],
+                   names: list[str], targets: list[str], current: np.ndarray,
+                   k: int) -> Batch:
+    """The ``k`` nearest examples of each of ``len(current)`` queries.
+
+    ``columns`` holds the queries' values keyed ``s:name`` / ``a:name`` (every query
+    carries the same variables); ``names`` orders the inputs as
+    ``predictors.simple.features`` does; ``current`` (n, T) the targets' current values.
+    """
+    n = len(current)
+    inputs = np.column_stack([columns["a:" + m[2:]] if m.startswith("a:") else columns["s:" + m]
+                              for m in names]) if names else np.zeros((n, 0))
+    empty = Batch(names, targets, inputs, current, np.full((n, k, len(names)), np.nan),
+                  np.full((n, k, len(targets)), np.nan))
+    if k == 0:
+        return empty
+    ids = retriever.search_batch(columns, n, schema, k)
+    xs, ds = retriever.arrays(names, targets)
+    if not len(xs):
+        return empty
+    if (ids >= 0).all():  # the usual case: no padding to mask
+        return Batch(names, targets, inputs, current, xs[ids], ds[ids])
+    valid = (ids >= 0)[:, :, None]
+    safe = np.clip(ids, 0, None)
+    return Batch(names, targets, inputs, current, np.where(valid, xs[safe], np.nan),
+                 np.where(valid, ds[safe], np.nan))
