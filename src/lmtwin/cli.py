@@ -399,6 +399,8 @@ def bench_cooperate(
         "cancer,microgrid,five"),
     out: Annotated[Path, typer.Option(help="folder for cooperate.md, .json and PNGs")] = Path(
         "results"),
+    report_only: Annotated[bool, typer.Option(
+        help="only render cooperate.md and the PNGs again from OUT/cooperate.json")] = False,
 ) -> None:
     """Cooperating agents trained on the twin and scored on the TRUE simulators (cancer:
     chemo and radio agents; microgrid: battery, generator, demand response, with crisis
@@ -408,6 +410,9 @@ def bench_cooperate(
 
     from lmtwin.bench import cooperate
 
+    if report_only:
+        console.print(f"written: {', '.join(map(str, cooperate.rewrite(out)))}")
+        return
     parts = [x.strip() for x in only.split(",") if x.strip()]
     if not parts or set(parts) - {"cancer", "microgrid", "five"}:
         raise typer.BadParameter("choose from cancer, microgrid, five", param_hint="--only")

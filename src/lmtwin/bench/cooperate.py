@@ -588,6 +588,14 @@ def run(sizes: Sizes, out: Path, tick: Callable[[str], None] = print,
     return results
 
 
+def rewrite(out: Path) -> list[Path]:
+    """Render ``cooperate.md`` and the PNGs again from ``out/cooperate.json``."""
+    results = json.loads((out / "cooperate.json").read_text())
+    written = plots(results, out)
+    (out / "cooperate.md").write_text(report(results))
+    return [out / "cooperate.md", *written]
+
+
 def _cores() -> int:
     import os
 

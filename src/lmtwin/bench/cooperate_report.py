@@ -27,6 +27,12 @@ def _verdict(name_a: str, a: Mapping[str, Any], name_b: str, b: Mapping[str, Any
             f"intervals {sep}; the paired difference {_ci(diff, 2)} {paired}.")
 
 
+def _seeds(r: Mapping[str, Any]) -> str:
+    """The objective of each training seed (over the same held-out episodes)."""
+    xs = r.get("per_seed", [])
+    return ", ".join(f"{x:.0f}" for x in xs) if len(xs) > 1 else "-"
+
+
 def _seconds(xs: Sequence[float]) -> str:
     return f"{float(np.median(xs)):.0f}" if xs else "-"
 
@@ -65,14 +71,14 @@ def cancer_section(r: Mapping[str, Any], sizes: Mapping[str, Any]) -> list[str]:
         "and 60 Gy (abstract), -sigma_v/100 (the twin's uncertainty, computational; 0 on "
         "the true simulator). Cooperative: R_i' = R_i + 0.5 R_j; independent: R_i' = R_i.",
         "",
-        "| method | true objective, mean [95% CI] | final volume (cm3) | chemo (mg) | "
-        "radio (Gy) | training s / seed |",
-        "|---|---|---|---|---|---|",
+        "| method | true objective, mean [95% CI] | per training seed | final volume (cm3) "
+        "| chemo (mg) | radio (Gy) | training s / seed |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, x in m.items():
         secs = r["training_seconds"].get(name, [])
-        lines.append(f"| {name} | {_ci(x)} | {x['final_volume']:.1f} | {x['chemo_mg']:.0f} | "
-                     f"{x['radio_gy']:.0f} | {_seconds(secs)} |")
+        lines.append(f"| {name} | {_ci(x)} | {_seeds(x)} | {x['final_volume']:.1f} | "
+                     f"{x['chemo_mg']:.0f} | {x['radio_gy']:.0f} | {_seconds(secs)} |")
     p = r["paired"]
     lines += ["", "Paired differences on the same patients (95% CI):", ""]
     lines += [f"- {k}: {_ci(v, 2)}" for k, v in p.items()]
@@ -120,13 +126,13 @@ def grid_section(r: Mapping[str, Any], sizes: Mapping[str, Any]) -> list[str]:
         "every method with the crisis-weighted objective; the next column with fixed "
         "weights (1, 1, 1).",
         "",
-        "| method | true objective (crisis weights) [95% CI] | with fixed weights | "
-        "unserved (kWh/day) | bill | CO2 (kg/day) | training s / seed |",
-        "|---|---|---|---|---|---|---|",
+        "| method | true objective (crisis weights) [95% CI] | per training seed | with fixed "
+        "weights | unserved (kWh/day) | bill | CO2 (kg/day) | training s / seed |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, x in m.items():
         secs = r["training_seconds"].get(name, [])
-        lines.append(f"| {name} | {_ci(x)} | {r['fixed_weight_score'][name]:.1f} | "
+        lines.append(f"| {name} | {_ci(x)} | {_seeds(x)} | {r['fixed_weight_score'][name]:.1f} | "
                      f"{x['unserved_kwh']:.1f} | {x['bill']:.1f} | {x['co2_kg']:.0f} | "
                      f"{_seconds(secs)} |")
     p = r["paired"]
@@ -148,13 +154,14 @@ def grid_section(r: Mapping[str, Any], sizes: Mapping[str, Any]) -> list[str]:
               f"{sizes['drift_days']} days to the twin (no retraining of the twin); the agents "
               f"then went on learning on it for {sizes['drift_episodes']} days (or were frozen). "
               f"Scored on {sizes['held_out']} held-out days of the drifted true grid.", "",
-              "| after the drift | true objective [95% CI] | unserved (kWh/day) | bill | CO2 |",
-              "|---|---|---|---|---|"]
+              "| after the drift | true objective [95% CI] | per training seed | unserved "
+              "(kWh/day) | bill | CO2 |",
+              "|---|---|---|---|---|---|"]
     for name in ("frozen (trained before the drift)", "kept learning on the updated twin",
                  "hand-written rules", "no action"):
         x = d[name]
-        lines.append(f"| {name} | {_ci(x)} | {x['unserved_kwh']:.1f} | {x['bill']:.1f} | "
-                     f"{x['co2_kg']:.0f} |")
+        lines.append(f"| {name} | {_ci(x)} | {_seeds(x)} | {x['unserved_kwh']:.1f} | "
+                     f"{x['bill']:.1f} | {x['co2_kg']:.0f} |")
     kept = d["paired: kept learning - frozen"]
     lines += ["", f"- kept learning - frozen (paired): {_ci(kept, 2)}; continued learning "
               f"took {_seconds(d['seconds_continued'])} s a seed."]
@@ -195,8 +202,9 @@ def markdown(results: Mapping[str, Any]) -> str:
         "noise; one `Twin.predict` per path-step; no language model); every method is "
         "scored on the TRUE simulator on the same held-out episodes and seeds. Intervals: "
         "95% t-intervals over the held-out episodes (each episode's value averaged over "
-        "the training seeds). Settings were fixed before this run and checked on "
-        "validation seeds (500+), not on the scored seeds (1000+). Training seconds are "
+        "the training seeds; the spread between seeds is shown beside them). Settings "
+        "were fixed before this run and checked on validation seeds (500+), not on the "
+        "scored seeds (1000+). Training seconds are "
         "medians over seeds on this shared machine.",
         "",
         "Sizes: " + ", ".join(f"{k} {v}" for k, v in sizes.items()) + ".",
@@ -229,13 +237,18 @@ def plots(results: Mapping[str, Any], out: Path) -> list[Path]:
             if name == "microgrid":
                 items += [(f"drift: {k}", v) for k, v in r["drift"].items()
                           if isinstance(v, dict) and "per_start" in v]
+            # doing nothing is far worse than everything else: it is in the table, and left
+            # out here so that the differences that matter stay visible
+            items = [(k, v) for k, v in items if not k.split(": ")[-1].startswith("no ")]
             means = [v["mean"] for _, v in items]
             err = np.array([[v["mean"] - v["lower"], v["upper"] - v["mean"]] for _, v in items]).T
-            ax.barh(range(len(items)), means, xerr=err, color="tab:blue", alpha=0.7)
+            ax.errorbar(means, range(len(items)), xerr=err, fmt="o", color="tab:blue",
+                        capsize=3)
             ax.set_yticks(range(len(items)), [k for k, _ in items], fontsize=7)
             ax.invert_yaxis()
+            ax.grid(axis="x", alpha=0.3)
             ax.set_xlabel("true objective per episode (higher is better), 95% CI")
-            ax.set_title(name)
+            ax.set_title(f"{name} (doing nothing: see the table)")
         fig.tight_layout()
         path = out / "cooperate_results.png"
         fig.savefig(path, dpi=110)
@@ -250,7 +263,7 @@ def plots(results: Mapping[str, Any], out: Path) -> list[Path]:
                 ax.plot(smooth, label=label)
             ax.set_xlabel("training episode")
             ax.set_ylabel("objective per episode (moving mean)")
-            ax.set_title(f"{name}: learning (twin, or truth where named)")
+            ax.set_title(f"{name}: learning, each on its own training objective")
             ax.legend(fontsize=6)
         fig.tight_layout()
         path = out / "cooperate_learning.png"
