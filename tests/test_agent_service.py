@@ -77,3 +77,40 @@ def test_read_key_gets_read_only_answers(api):
     r = api.post("/twins/tank/approvals/x", json={"decision": "approve"}, headers=headers)
     assert r.status_code == 403
     assert api.get("/twins/tank/approvals").json() == []
+
+
+def test_mcp_over_streamable_http_needs_a_key(tmp_path):
+    import anyio
+    import httpx
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from test_service_support import TEST_ADMIN, live_server
+
+    settings = Settings(store=str(tmp_path / "t.db"), admin_key=TEST_ADMIN)
+    with live_server(settings) as url:
+        admin = httpx.Client(base_url=url, timeout=60,
+                             headers={"Authorization": f"Bearer {TEST_ADMIN}"})
+        admin.post("/twins", json={"name": "tank", "variables": TANK}).raise_for_status()
+        admin.post("/twins", json={"name": "other", "variables": TANK}).raise_for_status()
+        rows = [{"t": float(t), "values": {"level": 50.0 + t, "valve": 0.5, "pump": 10.0}}
+                for t in range(30)]
+        admin.post("/twins/tank/observations/batch",
+                   json={"observations": rows}).raise_for_status()
+        key = admin.post("/keys", json={"name": "r", "twins": ["tank"], "scopes": ["read"]}
+                         ).json()["key"]
+        assert httpx.post(f"{url}/mcp/", json={}, timeout=60).status_code == 401
+
+        async def work():
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60)
+            async with Client(streamable_http_client(f"{url}/mcp/", http_client=http)) as c:
+                tools = {t.name for t in (await c.list_tools()).tools}
+                state = await c.call_tool("get_state", {"twin": "tank"})
+                other = await c.call_tool("get_state", {"twin": "other"})
+                return tools, state, other
+
+        tools, state, other = anyio.run(work)
+    assert "get_state" in tools and "actuate" not in tools  # read-only over HTTP
+    assert state.structured_content["result"]["values"]["level"] == pytest.approx(79.0)
+    assert other.is_error and "Forbidden" in other.content[0].text

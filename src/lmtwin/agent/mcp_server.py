@@ -8,7 +8,6 @@ policy) queued for a person's approval, which MCP cannot give. ``ask`` takes a
 plain-language request through the embedded planner under the same rules.
 """
 
-from __future__ import annotations
 
 import inspect
 import json
@@ -19,6 +18,10 @@ from lmtwin.agent.agent import Agent
 from lmtwin.agent.policy import Policy
 from lmtwin.agent.tools import TOOLS
 from lmtwin.errors import DependencyNotInstalled, LmtwinError
+
+# called with (the MCP request context's HTTP request or None, twin, needs write access);
+# raises to refuse (the service checks the caller's key; stdio has no request: local)
+Guard = Callable[[Any, str, bool], None]
 
 
 class Twins(Protocol):
@@ -44,11 +47,22 @@ def _tool_error(exc: LmtwinError) -> Exception:
     return ToolError(f"{type(exc).__name__}: {exc}")
 
 
-def _tool_fn(twins: Twins, tool: str, writes: bool) -> Callable[..., dict[str, Any]]:
+def _check(guard: Guard | None, ctx: Any, twin: str, write: bool) -> None:
+    if guard is not None:
+        try:
+            guard(getattr(ctx.request_context, "request", None), twin, write)
+        except LmtwinError as exc:
+            raise _tool_error(exc) from exc
+
+
+def _tool_fn(twins: Twins, tool: str, guard: Guard | None) -> Callable[..., dict[str, Any]]:
     """A function whose signature is the tool's arguments plus ``twin`` (the SDK reads
     the signature for the input schema); the agent validates everything again."""
+    from mcp.server.mcpserver import Context
+
     model = TOOLS[tool].args
-    params = [inspect.Parameter("twin", inspect.Parameter.KEYWORD_ONLY, annotation=str)]
+    params = [inspect.Parameter("twin", inspect.Parameter.KEYWORD_ONLY, annotation=str),
+              inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
     for name, field in model.model_fields.items():
         default = (inspect.Parameter.empty if field.is_required()
                    else field.get_default(call_default_factory=True))
@@ -56,7 +70,9 @@ def _tool_fn(twins: Twins, tool: str, writes: bool) -> Callable[..., dict[str, A
                                         annotation=field.annotation))
 
     def run(**kwargs: Any) -> dict[str, Any]:
-        agent = twins.agent(str(kwargs.pop("twin")))
+        twin, ctx = str(kwargs.pop("twin")), kwargs.pop("ctx")
+        _check(guard, ctx, twin, TOOLS[tool].writes)
+        agent = twins.agent(twin)
         try:
             return agent.call(tool, kwargs, by="mcp").to_dict()
         except LmtwinError as exc:
@@ -69,10 +85,12 @@ def _tool_fn(twins: Twins, tool: str, writes: bool) -> Callable[..., dict[str, A
     return run
 
 
-def build_server(twins: Twins, writes: bool = False, name: str = "lmtwin") -> Any:
-    """An ``MCPServer`` over ``twins``; write tools only when ``writes``."""
+def build_server(twins: Twins, writes: bool = False, name: str = "lmtwin",
+                 guard: Guard | None = None) -> Any:
+    """An ``MCPServer`` over ``twins``; write tools only when ``writes``; ``guard``
+    checks each call's access to its twin."""
     try:
-        from mcp.server.mcpserver import MCPServer
+        from mcp.server.mcpserver import Context, MCPServer
     except ImportError as exc:
         raise DependencyNotInstalled("mcp", "agent") from exc
     server = MCPServer(name, instructions=(
@@ -86,9 +104,11 @@ def build_server(twins: Twins, writes: bool = False, name: str = "lmtwin") -> An
         return json.dumps(twins.names())
 
     @server.resource("twin://{twin}", mime_type="application/json")
-    def twin_resource(twin: str) -> str:
+    def twin_resource(twin: str, ctx: Context) -> str:
         """A twin: schema, latest state, recent notes, pending approvals."""
         try:
+            if guard is not None:
+                guard(getattr(ctx.request_context, "request", None), twin, False)
             return json.dumps(_describe(twins.agent(twin)), default=str)
         except LmtwinError as exc:
             from mcp.server.mcpserver.exceptions import ResourceError
@@ -98,14 +118,15 @@ def build_server(twins: Twins, writes: bool = False, name: str = "lmtwin") -> An
     for tool, spec in TOOLS.items():
         if spec.writes and not writes:
             continue
-        server.add_tool(_tool_fn(twins, tool, writes), name=tool,
+        server.add_tool(_tool_fn(twins, tool, guard), name=tool,
                         description=spec.description + (
                             " (queued for a person's approval)" if spec.kind in
                             ("schema", "actuate") else ""))
 
-    def ask(twin: str, request: str) -> dict[str, Any]:
+    def ask(twin: str, request: str, ctx: Context) -> dict[str, Any]:
         """A plain-language request to a twin (the embedded planner); writes only when
         the server allows them, and then through the approval queue."""
+        _check(guard, ctx, twin, False)
         try:
             return twins.agent(twin).ask(request, by="mcp", read_only=not writes).to_dict()
         except LmtwinError as exc:

@@ -56,6 +56,7 @@ from lmtwin.service.errors import (
 from lmtwin.service.limits import CostLimiter
 from lmtwin.service.middleware import AccessLog, BodyLimit
 from lmtwin.service.routes import ROUTERS
+from lmtwin.service.routes.agent import mount_mcp
 from lmtwin.service.settings import Settings
 
 log = logging.getLogger("lmtwin.service")
@@ -204,6 +205,7 @@ def create_app(settings: Settings | None = None, backend: LLMBackend | None = No
 
     for router in ROUTERS:
         app.include_router(router)
+    mount_mcp(app)  # the agent over MCP (streamable HTTP), read-only, keys as everywhere
     return app
 
 

@@ -124,3 +124,80 @@ def audit(name: str, request: Request, s: Service, _: Read,
     approval and outcome."""
     return [{"id": r.id, "at": r.at, "payload": r.payload}
             for r in _agent(request, s, name).audit(after, limit)]
+
+
+class _ServiceTwins:
+    """The service's twins for the MCP server (``lmtwin.agent.mcp_server.Twins``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def names(self) -> list[str]:
+        return list(self.app.state.service.names())
+
+    def agent(self, name: str) -> Any:
+        from starlette.requests import Request as Plain
+
+        request = Plain({"type": "http", "app": self.app, "path_params": {"name": name}})
+        return _agent(request, self.app.state.service, name)
+
+
+def _guard(app: Any) -> Any:
+    """Each MCP call needs the caller's key, with read (or write) scope on its twin."""
+    from lmtwin.service.auth import authenticate, require
+
+    def guard(request: Any, twin: str, write: bool) -> None:
+        s = app.state.service
+        principal = authenticate(request, s.settings, s.db, cache=app.state.keys)
+        require(principal, "write" if write else "read", twin)
+
+    return guard
+
+
+def mount_mcp(app: Any, path: str = "/mcp") -> None:
+    """Serve the agent over MCP (streamable HTTP, stateless, JSON answers) at ``path``:
+    read-only tools and twins as resources, each call authenticated like every route.
+    The MCP session manager starts with the first MCP request, on the server's loop."""
+    import asyncio
+
+    from starlette.requests import Request as Plain
+    from starlette.responses import JSONResponse
+
+    from lmtwin.agent.mcp_server import build_server
+    from lmtwin.errors import DependencyNotInstalled, LmtwinError
+    from lmtwin.service.auth import authenticate
+    from lmtwin.service.errors import Unauthorized
+
+    try:
+        server = build_server(_ServiceTwins(app), writes=False, guard=_guard(app))
+    except DependencyNotInstalled:  # pragma: no cover - no 'agent' extra: no MCP mount
+        return
+    inner = server.streamable_http_app(streamable_http_path="/", stateless_http=True,
+                                       json_response=True)
+    manager = server.session_manager
+    started: list[asyncio.Event] = []
+
+    async def keep_running(ready: asyncio.Event) -> None:
+        async with manager.run():
+            ready.set()
+            await asyncio.Event().wait()  # until the server's loop ends
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            s = app.state.service
+            try:  # a valid key for anything at all; each call checks its twin's scope
+                authenticate(Plain(scope), s.settings, s.db, cache=app.state.keys)
+            except LmtwinError as exc:
+                status = 401 if isinstance(exc, Unauthorized) else 403
+                await JSONResponse({"error": type(exc).__name__, "detail": str(exc)},
+                                   status_code=status)(scope, receive, send)
+                return
+        if scope["type"] == "http" and not started:
+            started.append(asyncio.Event())
+            app.state.mcp_task = asyncio.get_running_loop().create_task(
+                keep_running(started[0]))
+        if started:
+            await started[0].wait()
+        await inner(scope, receive, send)
+
+    app.mount(path, asgi)
