@@ -24,3 +24,7 @@ def test_bench_cooperate_runs_and_reports(tmp_path):
     for heading in ("## Cancer", "## Microgrid", "### Drift", "## Shapley credit with five"):
         assert heading in md
     assert any("cancer twin" in m for m in messages)
+    # a rerun of one part keeps the others
+    run(Sizes.tiny(), tmp_path, messages.append, ["five"])
+    again = json.loads((tmp_path / "cooperate.json").read_text())
+    assert again["cancer"] == saved["cancer"] and "five_agents" in again

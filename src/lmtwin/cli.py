@@ -395,7 +395,8 @@ def bench_cooperate(
     quick: Annotated[bool, typer.Option(
         help="a small run (about 2 minutes) to try the bench; sizes stated in the report")] = False,
     only: Annotated[str, typer.Option(
-        help="comma-separated parts: cancer, microgrid, five (Shapley with five agents)")] = (
+        help="comma-separated parts: cancer, microgrid, five (Shapley with five agents); a "
+             "rerun of some parts keeps the others in cooperate.json")] = (
         "cancer,microgrid,five"),
     out: Annotated[Path, typer.Option(help="folder for cooperate.md, .json and PNGs")] = Path(
         "results"),

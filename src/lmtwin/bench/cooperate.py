@@ -573,8 +573,12 @@ def run(sizes: Sizes, out: Path, tick: Callable[[str], None] = print,
     """Run the bench; write ``cooperate.json``, ``cooperate.md`` and PNGs into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    results: dict[str, Any] = {"sizes": asdict(sizes), "date": time.strftime("%Y-%m-%d"),
-                               "cores": _cores()}
+    results: dict[str, Any] = {}
+    saved = out / "cooperate.json"
+    if set(only) != {"cancer", "microgrid", "five"} and saved.exists():
+        results = json.loads(saved.read_text())  # a rerun of some parts keeps the others
+    results.update({"sizes": asdict(sizes), "date": time.strftime("%Y-%m-%d"),
+                    "cores": _cores()})
     parts: dict[str, Callable[[Sizes, Callable[[str], None]], dict[str, Any]]] = {
         "cancer": cancer, "microgrid": microgrid, "five_agents": five_agents}
     for key, part in parts.items():
