@@ -250,10 +250,8 @@ def test_parallel_env_rewards_are_shaped(twin):
 def test_env_dynamics_are_the_twin_and_follow_it_as_it_learns():
     """A drift reaches the env through the twin (no rebuild, no retraining)."""
     tw = cancer_twin(patients=20, steps=25)
-    # the numeric learner alone: this twin never scored its predictors, so its Hedge
-    # weights are still uniform (half persistence)
     game = twin_game(tw, Objective([level("v")]), AGENTS, horizon=3, levels=LEVELS,
-                     noise=False, predictors=["numeric"])
+                     noise=False)
     start = {"v": 400.0, "c": 0.0}
     before = game.play({}, start, seed=0).states[-1]["v"]
     true = game.with_dynamics(CancerSystem()).play({}, start, seed=0).states[-1]["v"]

@@ -56,7 +56,7 @@ def cancer_objective() -> Objective:
 def test_agents_trained_on_the_twin_treat_well_on_the_true_system():
     tw = cancer_twin(patients=12, steps=25)
     game = twin_game(tw, cancer_objective(), AGENTS, horizon=10, levels=LEVELS,
-                     shaping=Shaping(1.0, 0.5), predictors=["numeric"])
+                     shaping=Shaping(1.0, 0.5))
     learners = q_learners(game, explore(game, episodes=5), bins=5, epsilon=0.5)
     result = train(TwinParallelEnv(game), learners, episodes=60)
     assert result.episodes == 60 and len(result.returns) == 60
