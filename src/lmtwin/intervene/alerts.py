@@ -115,7 +115,7 @@ class DriftDetector:
         betting: a crepes betting function (None: ``one_sided()``).
     """
 
-    def __init__(self, threshold: float = 10_000.0, jump: float = 0.01,
+    def __init__(self, threshold: float = 3000.0, jump: float = 0.01,
                  betting: Any = None) -> None:
         if not threshold > 1:
             raise ValueError("threshold must exceed 1")
@@ -206,7 +206,8 @@ class Monitor:
         twin: the twin to watch.
         alpha: p-value at or below which an observation is an anomaly; anomalies need
             ``1 / alpha - 1`` residuals of the variable first.
-        threshold: the drift detector's CUSUM level.
+        threshold: the drift detector's CUSUM level (3000 and ``alpha`` 0.0005 are
+            the settings ``lmtwin.bench.alerts`` chose on its tuning seeds).
         window: residuals per variable that calibrate the p-values.
         jump: the drift martingale's jumping rate.
         seed: seeds the tie-breaking draws of the smoothed p-values.
@@ -226,7 +227,7 @@ class Monitor:
         store: Store | None = None,
         name: str | None = None,
         alpha: float = 0.0005,
-        threshold: float = 10_000.0,
+        threshold: float = 3000.0,
         window: int = 2000,
         jump: float = 0.01,
         seed: int = 0,

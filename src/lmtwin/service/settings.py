@@ -72,7 +72,7 @@ class Settings(BaseModel):
         "(needs 1/alert_alpha - 1 scored readings of the variable first)"))
     alert_window: int = Field(2000, ge=10, description=(
         "normalised residuals per variable that calibrate the alerts' p-values"))
-    alert_threshold: float = Field(10_000.0, gt=1, description=(
+    alert_threshold: float = Field(3000.0, gt=1, description=(
         "level of the drift martingale's CUSUM that raises a drift alert (mean time to a "
         "false alarm at least this many readings when nothing changes)"))
     sse_ping_s: float = Field(15.0, gt=0)
