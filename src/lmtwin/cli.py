@@ -367,9 +367,10 @@ def bench_tasks(
         if "error" in r:
             console.print(f"[yellow]{name}:[/yellow] {r['error']}")
             continue
-        for variant, cell in r["ratios"].items():
+        for key, cell in r["ratios"].items():
             ratio = cell.get("ratio")
-            console.print(f"{name}: lmtwin[{variant}] / {cell['best_baseline']} = "
+            mine = key if "[" in key else f"lmtwin[{key}]"
+            console.print(f"{name}: {mine} / {cell['best_baseline']} = "
                           f"{'n/a' if ratio is None else round(ratio, 3)}")
     console.print(f"written: {out / 'report.md'}, {out / 'results.json'} "
                   f"({results['seconds'] / 60:.1f} minutes)")

@@ -189,7 +189,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"patients (protocol: 1000 each); COVID {s['covid_trajectories']} trajectories per "
         f"split of a {s['covid_population']:,}-person population (protocol: 24 of "
         f"1,000,000); test: "
-        f"{'every' if s['test_trajectories'] is None else s['test_trajectories']} test "
+        f"{'all' if s['test_trajectories'] is None else s['test_trajectories']} test "
         f"trajectories, {'whole' if s['test_steps'] is None else s['test_steps']} steps; "
         f"networks capped at {cfg['max_steps']} training steps, checked every "
         f"{cfg['check_every']} steps on validation, patience {cfg['patience']}. Language "
@@ -206,7 +206,9 @@ def markdown(results: dict[str, Any]) -> str:
         "20 steps); neural baselines have no online variant. Rollouts (free-running from "
         "x[0]) are of the frozen variants. `lmtwin` is the twin's combination (persistence "
         "and the numeric in-context learner, Hedge weights); `lmtwin-numeric` the numeric "
-        "learner alone. Coverage and width (in standard deviations of the variable) are "
+        "learner alone; `lmtwin_wide` a twin whose pool also holds a ridge with its penalty "
+        "chosen by leave-one-out error (`-ridge`) and kNN (`-knn`), on the short series. "
+        "Coverage and width (in standard deviations of the variable) are "
         "for the twin's 90% conformal intervals. nMSE divides each variable's error by its "
         "variance over all splits.", "",
         "**No tuning on test seeds.** Every setting is chosen per seed on the validation "
@@ -230,10 +232,15 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {name} | not run: {r['error']} | | | | |")
             continue
         ra = r.get("ratios", {})
-        fz, on = ra.get("frozen"), ra.get("online")
-        lines.append(f"| {name} | {fz['best_baseline'] if fz else '-'} | {_ratio(fz)} | "
-                     f"{on['best_baseline'] if on else '-'} | {_ratio(on)} | "
-                     f"{fz['seeds'] if fz else 0} |")
+        for label, fkey, okey in (("", "frozen", "online"),
+                                  (" (lmtwin_wide)", "lmtwin_wide[frozen]",
+                                   "lmtwin_wide[online]")):
+            fz, on = ra.get(fkey), ra.get(okey)
+            if fz is None and label:
+                continue
+            lines.append(f"| {name}{label} | {fz['best_baseline'] if fz else '-'} | "
+                         f"{_ratio(fz)} | {on['best_baseline'] if on else '-'} | "
+                         f"{_ratio(on)} | {fz['seeds'] if fz else 0} |")
     lines += ["", "Targets: frozen at or below 1.0 on every task and at most 0.5 on the four "
               "simulated tasks; online better still.", ""]
     for name, r in results["tasks"].items():
