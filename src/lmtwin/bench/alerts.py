@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from lmtwin.errors import DependencyNotInstalled
 from lmtwin.intervene.alerts import DriftDetector, Monitor
 from lmtwin.predictors import LocalRidge, Persistence
 from lmtwin.schema import Variable
@@ -321,7 +322,10 @@ def _detect(method: str, params: dict[str, Any], run: Run, mask: np.ndarray) -> 
     z = run.z[mask]
     if method == "3-sigma":
         return _three_sigma(z)
-    from river import drift
+    try:
+        from river import drift
+    except ImportError as exc:
+        raise DependencyNotInstalled("river", "bench") from exc
 
     x = np.abs(z) if params["input"] == "|z|" else z
     detector: Any = (drift.ADWIN(delta=params["delta"], clock=1) if method == "ADWIN"

@@ -169,7 +169,7 @@ def one_sided() -> Any:
     try:
         from crepes.martingales import StepBettingFunction
     except ImportError as exc:
-        raise DependencyNotInstalled("crepes>=0.9", "core") from exc
+        raise DependencyNotInstalled("crepes>=0.9", None) from exc
     return StepBettingFunction(Gs=[0.2, 0.5], A=[0.01, 0.05, 0.1])
 
 
