@@ -42,7 +42,7 @@ def test_every_predictor_conforms(name: str, request: pytest.FixtureRequest) -> 
 
 
 def _postgres(request: pytest.FixtureRequest) -> Store:
-    from lmtwin.service.postgres import PostgresStore
+    from lmtwin.store.postgres import PostgresStore
 
     return PostgresStore(request.getfixturevalue("pg_url"))
 
