@@ -17,6 +17,7 @@ from lmtwin.intervene.alerts import (
     AlertNotFound,
     DriftDetector,
     Monitor,
+    Window,
     acknowledge,
     alerts,
     one_sided,
@@ -77,6 +78,30 @@ def test_pvalue_counts_larger_residuals():
     assert all(0 < p <= 0.01 for p in smooth) and len(set(smooth)) > 40
 
 
+def _theta(seed: int) -> float:
+    """The tie-breaking draw crepes makes for one smoothed p-value with ``seed``."""
+    return float(np.random.RandomState(seed).rand())
+
+
+def test_monitor_window_gives_crepes_pvalues():
+    """The monitor's incremental window and crepes (Calibrator.pvalue) agree, plain and
+    smoothed, also once the window is full and old residuals leave it."""
+    rng = np.random.default_rng(7)
+    cal = Calibrator(window=50, min_residuals=1)
+    window = Window(50)
+    for i in range(200):
+        actual, sigma = float(np.round(rng.standard_t(2), 1)), float(rng.uniform(0.5, 2))
+        if i:
+            score = abs(actual - 0.0) / sigma
+            plain, smooth = window.pvalues(score, _theta(i))
+            assert plain == pytest.approx(cal.pvalue("x", actual, 0.0, sigma), abs=1e-12)
+            assert smooth == pytest.approx(
+                cal.pvalue("x", actual, 0.0, sigma, smoothing=True, seed=i), abs=1e-12)
+        cal.add("x", actual, 0.0, sigma)
+        window.add(abs(actual) / sigma)
+    assert len(window) == 50
+
+
 def test_pvalues_are_uniform_on_exchangeable_residuals():
     rng = np.random.default_rng(3)
     cal = Calibrator(window=500)
@@ -103,14 +128,14 @@ def test_monitor_flags_a_spike_and_not_normal_readings():
     # ordinary readings are flagged at rate alpha at most (3 expected in 300)
     ordinary = len(monitor.alerts())
     assert ordinary <= 8
-    n_before = monitor.calibrator.n("x")
+    n_before = monitor.n("x")
     raised = monitor.check("x", 8.0, 0.0, 1.0, "e", 300.0)
     assert [a.kind for a in raised] == ["anomaly"]
     alert = raised[0]
     assert alert.variable == "x" and alert.episode == "e" and alert.t == 300.0
     assert alert.p_value <= 0.01 and alert.level == 0.01 and alert.acknowledged is None
     # an anomalous residual does not join the calibration window
-    assert monitor.calibrator.n("x") == n_before
+    assert monitor.n("x") == n_before
     assert monitor.alerts()[ordinary:] == raised
 
 
@@ -181,7 +206,7 @@ def test_unscorable_residuals_are_skipped_and_settings_checked():
     monitor = Monitor(store=MemoryStore(), name="pump")
     assert monitor.check("x", 1.0, 0.0, float("nan")) == []
     assert monitor.check("x", float("inf"), 0.0, 1.0) == []
-    assert monitor.skipped_ == 2 and monitor.calibrator.n("x") == 0
+    assert monitor.skipped_ == 2 and monitor.n("x") == 0
     with pytest.raises(ValueError):
         Monitor(store=MemoryStore(), name="pump", alpha=0.0)
     with pytest.raises(ValueError):
