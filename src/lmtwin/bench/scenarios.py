@@ -84,8 +84,8 @@ class ScenarioSizes:
     change_at: int = 30
     pre_window: int = 10  # days before the change whose errors give the level before
     sindy_refit_every: int = 5
-    lm_pre: int = 8  # language-model ablation: days asked before the change
-    lm_post: int = 12  # and after it
+    lm_pre: int = 6  # language-model ablation: days asked before the change
+    lm_post: int = 10  # and after it
 
     @classmethod
     def quick(cls) -> ScenarioSizes:
