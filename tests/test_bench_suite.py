@@ -153,6 +153,10 @@ def test_cli_reports_an_unknown_task_and_runs_the_others(tmp_path: Path) -> None
     assert (out / "hare-lynx.png").exists()
     bad = CliRunner().invoke(app, ["bench", "tasks", "--seeds", "0", "--model", "none"])
     assert bad.exit_code == 2 and "at least 1" in bad.output
+    empty = CliRunner().invoke(app, ["bench", "tasks", "--tasks", "none", "--scenarios", "none",
+                                     "--model", "none", "--out", str(tmp_path / "empty")])
+    assert empty.exit_code == 0, empty.output
+    assert json.loads((tmp_path / "empty" / "results.json").read_text())["tasks"] == {}
     for caps in ("gru=x", "lstm=3", "gru=0"):
         bad = CliRunner().invoke(app, ["bench", "tasks", "--net-steps", caps, "--model", "none"])
         assert bad.exit_code == 2 and "--net-steps" in bad.output

@@ -252,7 +252,7 @@ def bench_tasks(
         help="small sizes, 3 seeds (a few minutes; sizes stated in the report)")] = False,
     tasks: Annotated[str, typer.Option(
         help="comma-separated: cancer, cancer-chemo, cancer-untreated, hare-lynx, plankton, "
-             "covid, or 'all'")] = "all",
+             "covid, 'all' or 'none' (scenarios only)")] = "all",
     scenarios: Annotated[str, typer.Option(
         help="comma-separated: new-state, new-action, drift, knowledge, 'all' or 'none'")] = "all",
     baselines: Annotated[str, typer.Option(
@@ -306,7 +306,8 @@ def bench_tasks(
         return
     cfg = suite.Config.quick_run() if quick else suite.Config()
     if tasks != "all":
-        cfg.tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+        cfg.tasks = [] if tasks == "none" else [
+            t.strip() for t in tasks.split(",") if t.strip()]
     unknown = [t for t in cfg.tasks if t not in TASKS]
     if unknown:
         # reported, and the known tasks still run
