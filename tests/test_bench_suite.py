@@ -171,4 +171,5 @@ def test_cli_reports_an_unknown_task_and_runs_the_others(tmp_path: Path) -> None
     assert done.exit_code == 0, done.output
     both = json.loads((merged / "results.json").read_text())
     assert {"hare-lynx", "plankton", "nope"} <= set(both["tasks"])
-    assert "merged" in both["command"] and "## plankton" in (merged / "report.md").read_text()
+    text = (merged / "report.md").read_text()
+    assert "merged" in both["command"] and "## plankton" in text and "Runs merged" in text

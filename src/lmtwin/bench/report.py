@@ -198,15 +198,28 @@ def target_lines(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _parts(results: dict[str, Any]) -> list[str]:
+    """The runs made in parallel and merged: what each ran (overrides the line above)."""
+    parts = results.get("parts")
+    if not parts:
+        return []
+    lines = ["**Runs merged into this report** (run in parallel; each line is exact):", ""]
+    for p in parts:
+        c, s = p["config"], p["config"]["sizes"]
+        what = ", ".join(p["tasks"] + [f"scenario {x}" for x in p["scenarios"]])
+        lines.append(
+            f"- {what}: `{p['command']}` ({p['minutes']:.1f} min): seeds "
+            f"{c['seeds'][0]}..{c['seeds'][-1]}, cancer patients {s['patients'][0]} per "
+            f"split, COVID {s['covid_trajectories']} x {s['covid_population']:,} people, "
+            f"network caps {c['max_steps']}, language model on {c['lm_steps']} steps x "
+            f"{c['lm_seeds']} seeds of {', '.join(c.get('lm_tasks', []))}.")
+    return [*lines, ""]
+
+
 def markdown(results: dict[str, Any]) -> str:
     cfg = results["config"]
     s = cfg["sizes"]
-    lines = [
-        "# lmtwin on the literature's tasks, like for like", "",
-        f"Run {results['date']} UTC with `{results['command']}`, in "
-        f"{results['seconds'] / 60:.1f} minutes on this 2-core machine (shared with other "
-        f"jobs), language model `{results['backend']}`. Peak memory "
-        f"{results.get('peak_rss_mb', 0):.0f} MB.", "",
+    what_ran = [] if results.get("parts") else [
         "**What ran.** Seeds "
         f"{cfg['seeds'][0]}..{cfg['seeds'][-1]} ({len(cfg['seeds'])} seeds; COVID on the "
         f"first {cfg.get('covid_seeds') or len(cfg['seeds'])}); cancer "
@@ -220,6 +233,15 @@ def markdown(results: dict[str, Any]) -> str:
         f"{cfg['check_every']} steps on validation, patience {cfg['patience']}. Language "
         f"model: {cfg['lm_steps']} random test steps in each of the first {cfg['lm_seeds']} "
         f"seeds of {', '.join(cfg.get('lm_tasks', []))}.", "",
+    ]
+    lines = [
+        "# lmtwin on the literature's tasks, like for like", "",
+        f"Run {results['date']} UTC with `{results['command']}`, in "
+        f"{results['seconds'] / 60:.1f} minutes on this 2-core machine (shared with other "
+        f"jobs), language model `{results['backend']}`. Peak memory "
+        f"{results.get('peak_rss_mb', 0):.0f} MB.", "",
+        *what_ran,
+        *_parts(results),
         "**How to read it.** The protocol's metric: one-step-ahead, teacher-forced MSE on "
         "raw states of the test split, `pred[0] = x[0]` included, mean ± 95% t-interval "
         "over seeds; every method on the same seeds and the same scored steps. `frozen`: "

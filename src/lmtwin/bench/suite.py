@@ -540,10 +540,14 @@ def merge(parts: Sequence[Path], out: Path) -> list[Path]:
     merged: dict[str, Any] | None = None
     for part in parts:
         r = json.loads((part / "results.json").read_text())
+        info = {"command": r["command"], "config": r["config"], "minutes": r["seconds"] / 60,
+                "tasks": list(r["tasks"]), "scenarios": list(r["scenarios"])}
         if merged is None:
             merged = r
             merged["command"] = [r["command"]]
+            merged["parts"] = [info]
             continue
+        merged["parts"].append(info)
         merged["tasks"].update(r["tasks"])
         merged["scenarios"].update(r["scenarios"])
         merged["command"].append(r["command"])
