@@ -74,6 +74,7 @@ class Retriever:
         self._counts = np.zeros(0)  # transitions carrying each key
         self._counted = 0
         self._fit_counts = np.zeros(0)  # the same when the encoder was last fitted
+        self._encoder: Encoder | None = None  # the encoder the indexes were built with
         self._groups: dict[bytes, _Group] = {}
         self._indexed = 0
         self._arrays: dict[tuple[tuple[str, ...], tuple[str, ...]], list[np.ndarray]] = {}
@@ -87,6 +88,7 @@ class Retriever:
     def invalidate(self) -> None:
         """Force a re-fit and re-index at the next search (after tuning, schema change)."""
         self._fitted_on = 0
+        self._encoded_version = -1  # a swapped encoder may carry the same version number
 
     @property
     def indexes(self) -> dict[str, str]:
@@ -118,9 +120,10 @@ class Retriever:
             self.encoder.fit(self.transitions, schema)
             self._fitted_on = max(n, 1)
             self._fit_counts = self._counts.copy()
-        if self.encoder.version != self._encoded_version:
+        if self.encoder.version != self._encoded_version or self.encoder is not self._encoder:
             self._groups, self._indexed = {}, 0
             self._encoded_version = self.encoder.version
+            self._encoder = self.encoder
         if self._indexed < n:
             self._index(self.transitions[self._indexed :], self._indexed)
             self._indexed = n
