@@ -212,3 +212,10 @@ def test_history_through_the_service_teaches_weights_also_after_a_restart(tmp_pa
         assert p["weights"]["numeric"] > 0.99, p["weights"]
         assert p["mean"]["x"] == pytest.approx(0.9 * x + 0.5, abs=0.05)
         assert p["lower"]["x"] <= p["mean"]["x"] <= p["upper"]["x"]
+
+
+def test_a_score_is_dated_by_the_observation_it_judges(xy_twin):
+    xy_twin.observe({"x": 1.0, "u": 0.0}, episode="e", t=10.0)
+    xy_twin.observe({"x": 0.9, "u": 0.0}, episode="e", t=12.5)
+    xy_twin.observe_many([Observation("e", 20.0, {"x": 0.8, "u": 0.0})])
+    assert [s.t for s in xy_twin.scores_] == [12.5, 20.0]

@@ -66,8 +66,11 @@ class Scorer:
         self.listeners: list[Listener] = []
         self.unscored: Counter[str] = Counter()
 
-    def record(self, transition: Transition, prediction: Prediction, source: str) -> list[Score]:
-        """Score ``prediction`` against the transition's next state and learn from it."""
+    def record(self, transition: Transition, prediction: Prediction, source: str,
+               at: float | None = None) -> list[Score]:
+        """Score ``prediction`` against the transition's next state and learn from it;
+        the scores are dated ``at``, the time of the observation judged (default: the
+        transition's start)."""
         actual = {
             t: v for t, v in transition.next_state.items()
             if t in prediction.mean and t in transition.state
@@ -75,22 +78,23 @@ class Scorer:
         if not actual:
             return []
         sigma = prediction.provenance.get("sigma", {})
+        when = transition.t if at is None else at
         out = [
             Score(
                 transition.episode,
-                transition.t,
-                t,
-                v,
-                prediction.mean[t],
-                prediction.lower.get(t),
-                prediction.upper.get(t),
-                {n: f[t] for n, f in prediction.by_predictor.items() if t in f},
+                when,
+                target,
+                value,
+                prediction.mean[target],
+                prediction.lower.get(target),
+                prediction.upper.get(target),
+                {n: f[target] for n, f in prediction.by_predictor.items() if target in f},
                 dict(prediction.weights),
-                float(sigma.get(t, math.nan)),
-                transition.state[t],
+                float(sigma.get(target, math.nan)),
+                transition.state[target],
                 source,
             )
-            for t, v in actual.items()
+            for target, value in actual.items()
         ]
         for score in out:
             for listener in self.listeners:

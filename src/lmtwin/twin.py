@@ -204,7 +204,7 @@ class Twin:
         or later), then learn them in order. A chunk is at most as large as what is
         already stored (16 to 256), so early transitions are not predicted from nothing."""
         first_scored = len(observations) - self.score_window
-        window: list[tuple[Transition, _Pending | None]] = []
+        window: list[tuple[Transition, _Pending | None, float]] = []
         for i, obs in enumerate(observations):
             made = self._transition(obs)
             if made is None:
@@ -219,18 +219,18 @@ class Twin:
             self._score_chunk(window[start : start + size])
             start += size
 
-    def _score_chunk(self, chunk: Sequence[tuple[Transition, _Pending | None]]) -> None:
-        forecasts = self._batch_forecasts([tr for tr, pending in chunk
+    def _score_chunk(self, chunk: Sequence[tuple[Transition, _Pending | None, float]]) -> None:
+        forecasts = self._batch_forecasts([tr for tr, pending, _ in chunk
                                            if not self._same(tr, pending)])
-        for tr, pending in chunk:
+        for tr, pending, at in chunk:
             if self._same(tr, pending):
                 assert pending is not None
-                self.scorer.record(tr, pending.prediction, "live")
+                self.scorer.record(tr, pending.prediction, "live", at)
             elif id(tr) in forecasts:
                 query, answered, skipped = forecasts[id(tr)]
                 if answered:
                     self.scorer.record(tr, self._combined(query, answered, skipped, [], 0),
-                                       "prequential")
+                                       "prequential", at)
                 else:
                     self.scorer.unscored[f"NotReady: no predictor could answer: {skipped}"[
                         :120]] += 1
@@ -287,9 +287,12 @@ class Twin:
                         skipped[p.name] = f"NotReady: {exc}"
         return out
 
-    def _transition(self, obs: Observation) -> tuple[Transition, _Pending | None] | None:
+    def _transition(
+        self, obs: Observation
+    ) -> tuple[Transition, _Pending | None, float] | None:
         """The transition from the episode's previous observation to ``obs`` (None for an
-        episode's first observation), with the live prediction waiting for it."""
+        episode's first observation), with the live prediction waiting for it and the
+        time of ``obs`` (what a score of the transition is dated)."""
         last = self._last.get(obs.episode)
         self._last[obs.episode] = obs
         if last is None:
@@ -298,8 +301,8 @@ class Twin:
         state = {k: v for k, v in last.values.items() if k in roles and roles[k].role != "action"}
         action = {k: v for k, v in last.values.items() if k in roles and roles[k].role == "action"}
         nxt = {k: v for k, v in obs.values.items() if k in roles and roles[k].role == "state"}
-        return Transition(obs.episode, last.t, state, action, nxt), self._pending.pop(
-            obs.episode, None)
+        return (Transition(obs.episode, last.t, state, action, nxt),
+                self._pending.pop(obs.episode, None), obs.t)
 
     def _add(self, transition: Transition) -> None:
         self.retriever.add(transition)
@@ -421,13 +424,13 @@ class Twin:
             self._score(*made)
             self._add(made[0])
 
-    def _score(self, transition: Transition, pending: _Pending | None) -> None:
+    def _score(self, transition: Transition, pending: _Pending | None, at: float) -> None:
         """Score the transition prequentially: reuse a live prediction made from the same
         state and action, else predict it now (costly predictors every n-th time)."""
         state, action = transition.state, transition.action
         if self._same(transition, pending):
             assert pending is not None
-            self.scorer.record(transition, pending.prediction, "live")
+            self.scorer.record(transition, pending.prediction, "live", at)
             return
         targets = [t for t in self.schema.states if t in transition.next_state and t in state]
         if not targets:
@@ -444,7 +447,7 @@ class Twin:
         except NotReady as exc:
             self.scorer.unscored[f"NotReady: {exc}"[:120]] += 1
             return
-        self.scorer.record(transition, prediction, "prequential")
+        self.scorer.record(transition, prediction, "prequential", at)
 
     # --- intervene -------------------------------------------------------------------
     def _split(self, values: Mapping[str, object]) -> tuple[dict[str, float], dict[str, float]]:

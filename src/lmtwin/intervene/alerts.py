@@ -77,9 +77,8 @@ class Alert:
     """One alert as stored: ``id`` is its record id in the twin's log, ``at`` wall time.
 
     ``kind`` is "anomaly" (``p_value`` at most ``level``) or "drift" (the martingale's
-    CUSUM ``martingale`` reached ``level``). ``t`` is the scored transition's time, as in
-    ``Score.t``: the prediction started from the state at ``t`` and the reading judged is
-    the episode's next one, ``actual`` against ``predicted``."""
+    CUSUM ``martingale`` reached ``level``). ``t`` is the time of the reading judged, as in
+    ``Score.t``: ``actual`` (read at ``t``) against ``predicted``."""
 
     id: int
     at: float

@@ -43,8 +43,7 @@ _PAGE = """<!doctype html>
  <div><h2>Recent history</h2><canvas id="chart" width="900" height="320"></canvas>
   <div id="legend" class="muted"></div>
   <h2>Open alerts <span id="alert-count" class="muted"></span></h2>
-  <table id="alerts"><thead><tr><th title="the prediction started from the state at this
-  time; the reading judged is the episode's next one">from t</th><th>episode</th>
+  <table id="alerts"><thead><tr><th title="the time of the reading judged">t</th><th>episode</th>
  <th>variable</th><th>kind</th>
   <th>reading</th><th>predicted</th><th>p-value / CUSUM</th><th></th></tr></thead>
   <tbody></tbody></table><div id="alert-msg" class="muted"></div>

@@ -28,8 +28,7 @@ class AlertOut(BaseModel):
     kind: Literal["anomaly", "drift"]
     variable: str
     episode: str
-    t: float = Field(description="the scored transition's time: the prediction started "
-                                 "from the state at t; the reading judged is the next one")
+    t: float = Field(description="the time of the reading judged")
     actual: float
     predicted: float
     sigma: float
