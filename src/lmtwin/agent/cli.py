@@ -220,6 +220,9 @@ def bench_agent(
     sample: Annotated[int, typer.Option(
         help="requests each generative model answers (every k-th of the suite)")] = 8,
     quick: Annotated[bool, typer.Option(help="skip the generative models")] = False,
+    keep_generative: Annotated[bool, typer.Option(
+        help="with --quick: keep the generative section of the previous OUT/agent.json")
+    ] = False,
 ) -> None:
     """The agent's targets: exact tool-and-argument accuracy and time on the suite,
     refusals, the injection suite, ask mode, and small generative models beside it."""
@@ -227,6 +230,6 @@ def bench_agent(
 
     chosen = [] if models == "none" else [m.strip() for m in models.split(",") if m.strip()]
     results = bench.run(out, quick=quick, models=chosen, sample=sample,
-                        progress=console.print)
+                        progress=console.print, keep_generative=keep_generative)
     console.print(bench.report(results))
     console.print(f"written: {out / 'agent.md'}, {out / 'agent.json'}")

@@ -246,8 +246,14 @@ def generative(models: list[str], sample: int, progress: Callable[[str], None]
 
 
 def run(out: Path, quick: bool = False, models: list[str] | None = None, sample: int = 8,
-        progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """All sections; writes ``out/agent.json`` and ``out/agent.md``."""
+        progress: Callable[[str], None] = print, keep_generative: bool = False
+        ) -> dict[str, Any]:
+    """All sections; writes ``out/agent.json`` and ``out/agent.md``. With ``quick`` the
+    generative models are skipped; ``keep_generative`` then carries their section over
+    from the previous ``out/agent.json`` (marked as such in the report)."""
+    previous = out / "agent.json"
+    kept = (json.loads(previous.read_text()).get("generative") if keep_generative
+            and previous.exists() else None)
     import torch
 
     torch.set_num_threads(2)
@@ -277,6 +283,9 @@ def run(out: Path, quick: bool = False, models: list[str] | None = None, sample:
     progress(f"ask mode: {results['ask_mode']}")
     if models and not quick:
         results["generative"] = generative(models, sample, progress)
+    elif kept:
+        results["generative"] = kept
+        results["generative_kept"] = True
     results["minutes"] = (time.time() - started) / 60
     out.mkdir(parents=True, exist_ok=True)
     (out / "agent.json").write_text(json.dumps(results, indent=1, default=str))
@@ -329,7 +338,9 @@ def report(r: dict[str, Any]) -> str:
                   "variables and 7 worked examples; a sample of every k-th request of the "
                   "suite, because a request takes " + ", ".join(
                       f"{m} median {g['median_s']:.0f} s" for m, g in gen.items())
-                  + " here (grammar sampling over a large vocabulary on a loaded CPU)."]
+                  + " here (grammar sampling over a large vocabulary on a loaded CPU)."
+                  + (" (This section is carried over from the previous full run.)"
+                     if r.get("generative_kept") else "")]
     ref = r["refusals"]
     req_ok = sum(x["refused"] and x["nothing_ran"] for x in ref["requests"])
     call_ok = sum(x["refused"] for x in ref["calls"])
