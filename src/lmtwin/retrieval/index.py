@@ -96,14 +96,15 @@ class FaissIndex:
         dim: vector dimension.
         kind: ``"flat"`` (exact, BLAS-fast) or ``"ivf"`` (an inverted file: approximate,
             trained on the first vectors added, ``2 sqrt(n)`` cells of which ``nprobe``
-            are searched; what makes rollouts over a large store fast: measured 25 ms for
-            1,000 queries of 64 neighbours among 60,000 vectors, recall 0.999, where the
-            exact search takes 0.77 s and HNSW 0.07 s).
+            are searched; what makes rollouts over a large store fast. Measured for 1,000
+            queries of 64 neighbours among 60,000 4-d vectors on 2 busy cores: nprobe 8,
+            49 ms, recall 0.988; nprobe 16, 86 ms, recall 0.9999; exact flat search 0.77 s,
+            HNSW 0.07 s).
         nprobe: cells an IVF search visits.
     """
 
     def __init__(self, dim: int = 0, kind: Literal["flat", "ivf"] = "flat",
-                 nprobe: int = 16) -> None:
+                 nprobe: int = 8) -> None:
         try:
             import faiss
         except ImportError as exc:
