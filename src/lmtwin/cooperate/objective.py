@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
+import numpy as np
+
 from lmtwin.errors import CooperateError, InvalidWeights, UnknownVariable
 from lmtwin.schema import Schema
 
@@ -320,3 +322,46 @@ class Objective:
     def trajectory(self, steps: Iterable[Step]) -> float:
         """The objective summed over a trajectory: what an optimiser maximises."""
         return sum(self.evaluate(s).value for s in steps)
+
+    def as_cost(self) -> PlanCost:
+        """This objective as the cost the intervene stage minimises (``Twin.optimise``,
+        ``Twin.compare``, MPC): the same object drives plans and the agents' rewards."""
+        return PlanCost(self)
+
+
+class PlanCost:
+    """An ``Objective`` seen by the intervene stage: each sampled path's cost is minus the
+    objective summed over its steps, the weights recomputed at every step as the agents
+    see them (``Objective.trajectory``).
+
+    Args:
+        objective: the cooperative objective.
+    """
+
+    def __init__(self, objective: Objective) -> None:
+        self.objective = objective
+
+    def check(self, schema: Schema, rolled: Sequence[str]) -> None:
+        """Unknown variables refused; every state variable it reads must be rolled out."""
+        self.objective.check(schema)
+        missing = sorted(v for v in self.objective.variables
+                         if v in schema.states and v not in rolled)
+        if missing:
+            raise CooperateError(f"the objective reads {missing}, which the state does not give")
+
+    def evaluate(self, variables: Sequence[str], paths: np.ndarray, actions: Sequence[str],
+                 plans: np.ndarray) -> np.ndarray:
+        """Cost of each path: ``paths`` (n, horizon + 1, S), ``plans`` (n, horizon, A)."""
+        names, acts = list(variables), list(actions)
+        cost = np.zeros(len(paths))
+        for i in range(len(paths)):
+            totals = dict.fromkeys(acts, 0.0)
+            for h in range(plans.shape[1]):
+                action = dict(zip(acts, map(float, plans[i, h]), strict=True))
+                for k, v in action.items():
+                    totals[k] += v
+                step = Step(dict(zip(names, map(float, paths[i, h]), strict=True)), action,
+                            dict(zip(names, map(float, paths[i, h + 1]), strict=True)), h,
+                            dict(totals))
+                cost[i] -= self.objective.evaluate(step).value
+        return cost

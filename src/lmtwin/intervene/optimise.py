@@ -22,6 +22,7 @@ from lmtwin.intervene.plans import (
     MAX_PATHS,
     Constraints,
     Objective,
+    as_cost,
     check_count,
     check_state,
     plan_rows,
@@ -146,6 +147,7 @@ def optimise(
     expected ``objective`` on the twin, within the schema's bounds and ``constraints``.
     Returns the plan and its normalised point (a warm start for the next search)."""
     constraints = constraints or Constraints()
+    objective = as_cost(objective)
     horizon = check_count("horizon", horizon, MAX_HORIZON)
     n_paths = check_count("n_paths", n_paths, MAX_PATHS)
     popsize = check_count("popsize", popsize, 1000)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -141,6 +141,17 @@ class Objective:
             if name in actions:
                 cost += c * plans[:, :, list(actions).index(name)].sum(axis=1)
         return cost
+
+
+def as_cost(objective: Any) -> Objective:
+    """The cost to minimise: an ``Objective``, or any objective offering ``as_cost()``
+    (``lmtwin.cooperate.Objective``: one object for plans and for the agents' rewards)."""
+    convert = getattr(objective, "as_cost", None)
+    cost = convert() if callable(convert) else objective
+    if not (callable(getattr(cost, "check", None)) and callable(getattr(cost, "evaluate", None))):
+        raise SchemaError(f"an objective must be lmtwin.intervene.Objective or offer as_cost(); "
+                          f"got {type(objective).__name__}")
+    return cost
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from lmtwin.intervene.plans import (
     MAX_PATHS,
     Objective,
     Plan,
+    as_cost,
     check_count,
     check_plan,
     check_state,
@@ -75,6 +76,7 @@ def compare(twin: Twin, state: Mapping[str, object], plans: Mapping[str, Plan] |
     Plans are named (a mapping) or numbered ("0", "1", ...); each is a list of action
     mappings with at least ``horizon`` steps.
     """
+    objective = as_cost(objective)
     named = dict(plans) if isinstance(plans, Mapping) else {
         str(i): p for i, p in enumerate(plans)}
     if not named:
