@@ -100,10 +100,17 @@ class Scorer:
             for listener in self.listeners:
                 listener(score)
         self.hedge.update(actual, transition.state, prediction.by_predictor)
+        group = dominant(prediction.weights)
         for score in out:
-            if not self.calibrator.add(score.target, score.actual, score.combined, score.sigma):
+            if not self.calibrator.add(score.target, score.actual, score.combined, score.sigma,
+                                       group):
                 self.unscored["non-finite residual"] += 1
         self.scores.extend(out)
         if len(self.scores) > 2 * self.keep:
             del self.scores[: len(self.scores) - self.keep]
         return out
+
+
+def dominant(weights: dict[str, float]) -> str | None:
+    """The predictor with the largest weight: the calibration group of a prediction."""
+    return max(weights, key=weights.__getitem__) if weights else None

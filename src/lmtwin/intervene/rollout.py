@@ -24,6 +24,7 @@ from lmtwin.errors import BackendError, InvalidValue, NotReady
 from lmtwin.intervene.plans import MAX_PATHS, check_count
 from lmtwin.predictors.base import Predictor
 from lmtwin.predictors.simple import Batch
+from lmtwin.scoring import dominant
 from lmtwin.types import Query
 
 if TYPE_CHECKING:
@@ -100,6 +101,9 @@ def rollout(
     upper = np.array([_bound(schema, t, "upper") for t in targets])
     scale = np.array([_step(twin, t) for t in targets])
     answered = {p.name: 0 for p in chosen}
+    # noise from the residuals of predictions led by the predictor leading these paths
+    # (the calibrator's Mondrian group, as a single prediction is calibrated)
+    group = dominant(twin.hedge.weights([p.name for p in chosen]))
     for step in range(horizon):
         cur = x[:, step]
         columns = {f"s:{t}": cur[:, j] for j, t in enumerate(targets)}
@@ -122,7 +126,7 @@ def rollout(
             spread = np.sqrt(np.einsum("pn,pnt->nt", w, dev**2))
             # the twin's difficulty (uncertainty.conformal.difficulty), for every path
             sigma = spread + 0.5 * np.abs(mean - cur) + 1e-3 * (scale + np.abs(cur)) + 1e-9
-            z = np.column_stack([_quantiles(twin, t, u[:, step, j], sigma[:, j])
+            z = np.column_stack([_quantiles(twin, t, u[:, step, j], sigma[:, j], group)
                                  for j, t in enumerate(targets)])
             nxt = mean + sigma * z
         nxt = np.clip(nxt, lower, upper)
@@ -132,8 +136,9 @@ def rollout(
     return Rollout(targets, x, list(actions), plans, answered)
 
 
-def _quantiles(twin: Twin, target: str, u: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    q = twin.calibrator.residual_quantiles(target, u, sigma)
+def _quantiles(twin: Twin, target: str, u: np.ndarray, sigma: np.ndarray,
+               group: str | None) -> np.ndarray:
+    q = twin.calibrator.residual_quantiles(target, u, sigma, group=group)
     if q is None:  # checked before the rollout; a concurrent reset of the calibrator
         raise NotReady(f"the intervals of {target!r} are not calibrated")
     return q

@@ -136,10 +136,12 @@ def combine(
     lower: dict[str, float] = {}
     upper: dict[str, float] = {}
     sigma: dict[str, float] = {}
+    # calibrated on the residuals of predictions led by the same predictor (Mondrian)
+    group = max(weights, key=weights.__getitem__) if weights else None
     for j, t in enumerate(targets):
         cur = query.state[t]
         sigma[t] = difficulty(float(spread[j]), float(mean[j] - cur), hedge.step(t) + abs(cur))
-        interval = calibrator.interval(t, float(mean[j]), sigma[t], level)
+        interval = calibrator.interval(t, float(mean[j]), sigma[t], level, group)
         if interval is not None:
             lower[t], upper[t] = interval
     calibrated = len(lower) == len(targets)
@@ -148,7 +150,8 @@ def combine(
         pass  # a point forecast with its interval (the twin's own scoring)
     elif calibrated:
         for j, t in enumerate(targets):
-            samples[:, j] = mean[j] + calibrator.noise(t, np.full(n_samples, sigma[t]), rng)
+            samples[:, j] = mean[j] + calibrator.noise(t, np.full(n_samples, sigma[t]), rng,
+                                                       group)
     else:
         names = [n for n in forecasts if weights[n] > 0]
         picks = rng.choice(len(names), size=n_samples, p=[weights[n] for n in names])

@@ -48,9 +48,12 @@ class Settings(BaseModel):
         "no authentication at all; `lmtwin serve` allows it on a loopback address only"))
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_batch: int = Field(5_000, ge=1)
-    max_simulation_steps: int = Field(2_000, ge=1, description=(
-        "the most path-steps (n_paths x horizon) one request may cost; 413 beyond"))
-    cost_budget: int = Field(10_000, ge=1, description=(
+    # batched rollouts run about 15,000 path-steps/s on a loaded 2-core machine: a request
+    # at the cap costs a few seconds; a key's budget at most ~15 s of CPU a minute
+    max_simulation_steps: int = Field(50_000, ge=1, description=(
+        "the most path-steps (n_paths x horizon; for optimise every candidate's paths) one "
+        "request may cost; 413 beyond"))
+    cost_budget: int = Field(200_000, ge=1, description=(
         "path-steps each API key may spend per cost_window_s (429 with Retry-After beyond); "
         "at least max_simulation_steps"))
     cost_window_s: float = Field(60.0, gt=0, description="seconds in which a spent cost "

@@ -34,6 +34,12 @@ class Calibrator:
         refit_every: the fitted regressor is reused until this many new residuals have
             arrived (one in 30 of a full window: the interval hardly moves, and refitting
             on every scored transition cost as much as the prediction itself).
+
+    Residuals may carry a ``group`` (the twin uses the predictor that dominated the
+    combination): a question about a group that has ``min_residuals`` residuals in the
+    window is calibrated on them only (Mondrian conformal prediction). So the errors a
+    twin made while persistence alone could answer, 100x the numeric learner's in units
+    of their difficulty, do not widen the numeric learner's intervals a hundredfold.
     """
 
     def __init__(self, window: int = 300, min_residuals: int = 20,
@@ -46,50 +52,65 @@ class Calibrator:
         self.window = window
         self.min_residuals = min_residuals
         self.refit_every = max(1, refit_every)
-        self._res: dict[str, deque[tuple[float, float]]] = {}
+        self._res: dict[str, deque[tuple[float, float, str | None]]] = {}
         self._added: dict[str, int] = {}
-        self._fitted: dict[str, tuple[int, Any]] = {}
+        self._fitted: dict[tuple[str, str | None], tuple[int, Any]] = {}
 
-    def add(self, target: str, actual: float, predicted: float, sigma: float) -> bool:
-        """Keep one residual; a non-finite one (values near the float limit) is not kept
-        and the call returns False."""
+    def add(self, target: str, actual: float, predicted: float, sigma: float,
+            group: str | None = None) -> bool:
+        """Keep one residual (of ``group``); a non-finite one (values near the float
+        limit) is not kept and the call returns False."""
         residual = actual - predicted
         if not (math.isfinite(residual) and math.isfinite(sigma) and sigma > 0):
             return False
-        self._res.setdefault(target, deque(maxlen=self.window)).append((residual, sigma))
+        self._res.setdefault(target, deque(maxlen=self.window)).append(
+            (residual, sigma, group))
         self._added[target] = self._added.get(target, 0) + 1
         return True
 
-    def noise(self, target: str, sigmas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _arrays(self, target: str, group: str | None) -> tuple[np.ndarray, np.ndarray,
+                                                               str | None]:
+        """Residuals and difficulties of ``group`` when it has enough, else of all; and
+        the group they are of (None: all)."""
+        res = self._res.get(target, ())
+        if group is not None:
+            mine = [(r, s) for r, s, g in res if g == group]
+            if len(mine) >= self.min_residuals:
+                return (np.array([r for r, _ in mine]), np.array([s for _, s in mine]),
+                        group)
+        return np.array([r for r, _, _ in res]), np.array([s for _, s, _ in res]), None
+
+    def noise(self, target: str, sigmas: np.ndarray, rng: np.random.Generator,
+              group: str | None = None) -> np.ndarray:
         """Draws of the error around a forecast, one per entry of ``sigmas``: normalised
         residuals resampled from the window, times each draw's difficulty. Their quantiles
         are the intervals' (at any level), unlike a normal guess. Zeros while the target
         has no residuals."""
-        res = self._res.get(target)
         sigmas = np.asarray(sigmas, dtype=float)
-        if not res:
+        r, s, _ = self._arrays(target, group)
+        if not len(r):
             return np.zeros_like(sigmas)
-        scaled = np.array([r / s for r, s in res])
+        scaled = r / s
         return scaled[rng.integers(len(scaled), size=sigmas.shape)] * sigmas
 
     def n(self, target: str) -> int:
         return len(self._res.get(target, ()))
 
     def interval(
-        self, target: str, predicted: float, sigma: float, level: float
+        self, target: str, predicted: float, sigma: float, level: float,
+        group: str | None = None,
     ) -> tuple[float, float] | None:
         """The ``level`` interval around ``predicted``, or None while uncalibrated."""
         res = self._res.get(target)
         if res is None or len(res) < self.min_residuals:
             return None
         added = self._added.get(target, 0)
-        fitted = self._fitted.get(target)
+        fitted = self._fitted.get((target, group))
         if fitted is None or added - fitted[0] >= min(self.refit_every, len(res)):
-            r = np.array([x for x, _ in res])
-            s = np.array([x for _, x in res])
+            r, s, _ = self._arrays(target, group)
             cr = self._cls()
             cr.fit(residuals=r, sigmas=s)
-            self._fitted[target] = (added, cr)
+            self._fitted[(target, group)] = (added, cr)
         else:
             cr = fitted[1]
         with warnings.catch_warnings():
@@ -102,8 +123,8 @@ class Calibrator:
         return float(lo), float(hi)
 
     def residual_quantiles(self, target: str, u: np.ndarray,
-                           sigmas: np.ndarray | None = None, bins: int = 5
-                           ) -> np.ndarray | None:
+                           sigmas: np.ndarray | None = None, bins: int = 5,
+                           group: str | None = None) -> np.ndarray | None:
         """The recent normalised residuals (residual / sigma) of ``target`` at
         probabilities ``u``: the inverse of their empirical distribution. Noise for a
         prediction with difficulty ``sigma`` is ``sigma * residual_quantiles(t, u)``;
@@ -120,8 +141,7 @@ class Calibrator:
         res = self._res.get(target)
         if res is None or len(res) < self.min_residuals:
             return None
-        r = np.array([x for x, _ in res])
-        s = np.array([x for _, x in res])
+        r, s, _ = self._arrays(target, group)
         z = r / s
         u = np.asarray(u, dtype=float)
         per_bin = len(z) // max(bins, 1)
@@ -145,6 +165,7 @@ class Calibrator:
         sigma: float,
         smoothing: bool = False,
         seed: int | None = None,
+        group: str | None = None,
     ) -> float | None:
         """The conformal p-value of ``actual`` against the target's normalised residuals
         (crepes ``predict_p``), or None before the first residual.
@@ -153,11 +174,9 @@ class Calibrator:
         below ``1 / (n + 1)``; smoothed (a tie-breaking draw seeded by ``seed``), ``p`` is
         exactly uniform, as a conformal test martingale needs.
         """
-        res = self._res.get(target)
-        if not res:
+        if not self._res.get(target):
             return None
-        r = np.array([x for x, _ in res])
-        s = np.array([x for _, x in res])
+        r, s, _ = self._arrays(target, group)
         cr = self._cls().fit(residuals=r, sigmas=s)
         p = cr.predict_p(
             np.array([predicted]),
