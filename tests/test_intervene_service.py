@@ -135,3 +135,19 @@ def test_dashboard_draws_a_whatif_fan_chart(tmp_path):
             http.close()
     finally:
         browser.close()
+
+
+def test_the_default_limits_allow_the_default_requests(tmp_path):
+    """A service with default settings answers what-if and optimise with their default
+    sizes (a cap of 2,000 path-steps once made every default optimise a 413)."""
+    with client(Settings(store=str(tmp_path / "d.db"))) as api:
+        assert api.post("/twins", json={"name": "plant", "variables": XU}).status_code == 201
+        r = api.post("/twins/plant/observations/batch", json={"observations": noisy_rows(300)})
+        assert r.status_code == 201, r.text
+        plans = {"low": [{"u": 0.0}] * 30, "high": [{"u": 1.0}] * 30}
+        r = api.post("/twins/plant/whatif", json={"state": {"x": 5.0}, "plans": plans,
+                                                  "horizon": 30, "objective": GOAL})
+        assert r.status_code == 200, r.text
+        r = api.post("/twins/plant/optimise",
+                     json={"state": {"x": 5.0}, "horizon": 30, "objective": GOAL})
+        assert r.status_code == 200, r.text
