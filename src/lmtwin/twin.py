@@ -596,14 +596,6 @@ class Twin:
         out = simulate(self, state, plan, n_paths, horizon, seed, predictors)
         return Simulation(out.variables, out.paths)
 
-    def _clip(self, values: dict[str, float]) -> None:
-        for k, v in values.items():
-            var = self.schema.variables.get(k)
-            if var is not None:
-                lo = -np.inf if var.lower is None else var.lower
-                hi = np.inf if var.upper is None else var.upper
-                values[k] = float(np.clip(v, lo, hi))
-
     # --- encoder ---------------------------------------------------------------------
     def tune(
         self, steps: int = 1000, on_step: Callable[[int, float], None] | None = None

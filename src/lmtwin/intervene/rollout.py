@@ -23,6 +23,7 @@ import numpy as np
 from lmtwin.errors import BackendError, InvalidValue, NotReady
 from lmtwin.intervene.plans import MAX_PATHS, check_count
 from lmtwin.predictors.base import Predictor
+from lmtwin.predictors.batch import retrieve_batch
 from lmtwin.predictors.simple import Batch
 from lmtwin.scoring import dominant
 from lmtwin.types import Query
@@ -109,7 +110,8 @@ def rollout(
         columns = {f"s:{t}": cur[:, j] for j, t in enumerate(targets)}
         columns.update({f"s:{c}": np.full(n, v) for c, v in contexts.items()})
         columns.update({f"a:{a}": plans[:, step, i] for i, a in enumerate(actions)})
-        batch = _batch(twin, columns, names, targets, cur, k_max)
+        batch = retrieve_batch(twin.retriever, twin.schema, columns, names, targets, cur,
+                               k_max)
         means = np.empty((len(chosen), n, len(targets)))
         ok = np.zeros((len(chosen), n), dtype=bool)
         for i, p in enumerate(chosen):
@@ -171,28 +173,6 @@ def _bound(schema: object, name: str, which: str) -> float:
     var = schema[name]  # type: ignore[index]
     value = getattr(var, which)
     return (-np.inf if which == "lower" else np.inf) if value is None else float(value)
-
-
-def _batch(twin: Twin, columns: dict[str, np.ndarray], names: list[str], targets: list[str],
-           cur: np.ndarray, k: int) -> Batch:
-    n = len(cur)
-    inputs = np.column_stack([columns["a:" + m[2:]] if m.startswith("a:") else columns["s:" + m]
-                              for m in names]) if names else np.zeros((n, 0))
-    if k == 0:
-        empty = np.full((n, 0, len(names)), np.nan)
-        return Batch(names, targets, inputs, cur, empty, np.full((n, 0, len(targets)), np.nan))
-    ids = twin.retriever.search_batch(columns, n, twin.schema, k)
-    xs, ds = twin.retriever.arrays(names, targets)
-    if not len(xs):
-        return Batch(names, targets, inputs, cur, np.full((n, k, len(names)), np.nan),
-                     np.full((n, k, len(targets)), np.nan))
-    if (ids >= 0).all():  # the usual case: no padding to mask
-        return Batch(names, targets, inputs, cur, xs[ids], ds[ids])
-    valid = (ids >= 0)[:, :, None]
-    safe = np.clip(ids, 0, None)
-    ex_inputs = np.where(valid, xs[safe], np.nan)
-    ex_deltas = np.where(valid, ds[safe], np.nan)
-    return Batch(names, targets, inputs, cur, ex_inputs, ex_deltas)
 
 
 def _ask(twin: Twin, p: Predictor, batch: Batch, columns: dict[str, np.ndarray],
