@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -60,28 +61,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def llama_server() -> Iterator[str]:
-    """A real llama_cpp.server on 127.0.0.1 serving Gemma 3 270M as model "gemma"."""
+@contextmanager
+def llama_server_process(model: str, alias: str, *extra: str) -> Iterator[str]:
+    """A real llama_cpp.server on 127.0.0.1 serving the packaged ``model`` as ``alias``;
+    yields its /v1 URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model_path("gemma3-270m")),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_threads",
-            "2",
-            "--logits_all",
-            "false",
-            "--model_alias",
-            "gemma",
-        ],
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path(model)),
+         "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2",
+         "--model_alias", alias, *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -96,6 +84,15 @@ def llama_server() -> Iterator[str]:
     else:
         proc.kill()
         pytest.fail("llama_cpp.server did not start in 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[str]:
+    """Gemma 3 270M served as model "gemma"."""
+    with llama_server_process("gemma3-270m", "gemma", "--logits_all", "false") as url:
+        yield url

@@ -2,49 +2,23 @@
 Instruct, native tool calling through the chatml-function-calling format). The small
 model's calls may be poor; whatever comes back is validated, and refused when wrong."""
 
-import socket
-import subprocess
-import sys
-import time
+from collections.abc import Iterator
 
-import httpx
 import pytest
 
+from conftest import free_port, llama_server_process
 from lmtwin.agent import Agent, LoggingActuator, Policy
 from lmtwin.agent.openai_planner import OpenAIPlanner
 from lmtwin.agent.suite import make_twin
 from lmtwin.errors import BackendUnavailable, LmtwinError
-from lmtwin.llm import model_path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
-def server():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path("smollm2-135m")),
-         "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2",
-         "--chat_format", "chatml-function-calling", "--model_alias", "smol", "--n_ctx", "2048"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not start in 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+def server() -> Iterator[str]:
+    """SmolLM2 135M Instruct with native tool calling (chatml-function-calling)."""
+    with llama_server_process("smollm2-135m", "smol", "--chat_format",
+                              "chatml-function-calling", "--n_ctx", "2048") as url:
+        yield url
 
 
 @pytest.mark.model
