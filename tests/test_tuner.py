@@ -6,8 +6,8 @@ import pytest
 
 from lmtwin import InvalidValue, LLMPredictor, LocalRidge, Persistence, Twin
 from lmtwin.retrieval.set_encoder import SetEncoder
-from lmtwin.tuner import Tuner
 from lmtwin.systems.cancer import CANCER_VARIABLES, simulate_patients
+from lmtwin.tuner import Tuner
 
 pytestmark = pytest.mark.slow
 
