@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from conftest import feed_linear
 from lmtwin import LLMPredictor, LocalRidge, Persistence, Twin, Variable
 from lmtwin.llm import LlamaCppBackend, OpenAICompatBackend, check_backend
 from lmtwin.llm.scripted import ScriptedBackend
 from lmtwin.predictors import NearestNeighbours, Predictor, check_predictor
 from lmtwin.store import MemoryStore, SQLiteStore, Store, check_store
 from lmtwin.types import Query
-from test_service_postgres import pg_url  # noqa: F401 (a real PostgreSQL server fixture)
+from tests.conftest import feed_linear
+from tests.service.test_postgres import pg_url  # noqa: F401 (a real PostgreSQL server fixture)
 
 PREDICTORS: dict[str, Callable[[Any], Predictor]] = {
     "persistence": lambda r: Persistence(),

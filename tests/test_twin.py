@@ -6,7 +6,6 @@ import time
 import numpy as np
 import pytest
 
-from conftest import feed_linear
 from lmtwin import (
     InvalidValue,
     LLMPredictor,
@@ -21,6 +20,7 @@ from lmtwin import (
 )
 from lmtwin.llm import ScriptedBackend
 from lmtwin.predictors import Query
+from tests.conftest import feed_linear
 
 
 def test_predict_on_empty_twin_is_not_ready():

@@ -411,7 +411,7 @@ def report(r: dict[str, Any]) -> str:
         "the commit (MQTT). State reads are `GET /twins/<name>/state`, answered from the "
         "service's cache of each episode's latest values.", "",
         "The dashboard, as headless Chromium renders it in "
-        "`tests/test_service_dashboard.py` (saved to `out/service/dashboard.png`):", "",
+        "`tests/service/test_dashboard.py` (saved to `out/service/dashboard.png`):", "",
         "![dashboard](service-dashboard.png)", "",
     ]
     return "\n".join(lines)
