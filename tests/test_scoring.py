@@ -193,9 +193,8 @@ def test_a_replaced_calibrator_is_the_one_that_learns(xy_twin):
 def test_history_through_the_service_teaches_weights_also_after_a_restart(tmp_path):
     """The service path: batches over HTTP, then a predict with no episode (a read) gets
     history-trained weights and intervals; again after the service restarts."""
-    from test_service_support import XU, client, linear_rows
-
     from lmtwin.service import Settings
+    from tests.service.support import XU, client, linear_rows
 
     settings = Settings(store=str(tmp_path / "twins.db"))
     rows = linear_rows(120, episode="a") + linear_rows(120, episode="b")

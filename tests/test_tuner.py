@@ -76,9 +76,8 @@ def test_the_language_model_predicts_from_the_background_tuned_retrieval(gemma):
 
 
 def test_service_tunes_each_twin_in_the_background(tmp_path):
-    from test_service_support import client
-
     from lmtwin.service import Settings
+    from tests.service.support import client
 
     with client(Settings(store=str(tmp_path / "t.db"), tune_every=100)) as c:
         c.post("/twins", json={"name": "onc", "variables": [

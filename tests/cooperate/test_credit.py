@@ -107,7 +107,7 @@ def test_coalition_values_use_common_random_numbers():
 
 
 def test_credit_on_the_twin_is_efficient():
-    from test_cooperate import LEVELS, cancer_twin, objective
+    from tests.cooperate.test_cooperate import LEVELS, cancer_twin, objective
 
     tw = cancer_twin(patients=8, steps=20)
     game = twin_game(tw, objective(), {"chemo": ["ca"], "radio": ["ra"]}, horizon=6,

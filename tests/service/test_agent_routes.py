@@ -85,7 +85,8 @@ def test_mcp_over_streamable_http_needs_a_key(tmp_path):
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
-    from test_service_support import TEST_ADMIN, live_server
+
+    from tests.service.support import TEST_ADMIN, live_server
 
     settings = Settings(store=str(tmp_path / "t.db"), admin_key=TEST_ADMIN)
     with live_server(settings) as url:

@@ -95,7 +95,8 @@ def test_dashboard_draws_a_whatif_fan_chart(tmp_path):
     from pathlib import Path
 
     import httpx
-    from test_service_support import Chromium, live_server, wait_for
+
+    from tests.service.support import Chromium, live_server, wait_for
 
     admin = "whatif-admin-key-0123456789"
     browser = Chromium(tmp_path / "profile")

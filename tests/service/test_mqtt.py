@@ -85,7 +85,7 @@ def test_mqtt_ingest_and_broker_restart(tmp_path, broker):  # noqa: F811
 
 
 def test_service_starts_before_its_broker(tmp_path):
-    from test_service_support import Mosquitto
+    from tests.service.support import Mosquitto
 
     late = Mosquitto(tmp_path)  # port chosen, broker not started yet
     settings = Settings(store=str(tmp_path / "late.db"), mqtt_host="127.0.0.1",

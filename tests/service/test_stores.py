@@ -8,11 +8,7 @@ import time
 
 import pytest
 
-from lmtwin.errors import StoreError
-from lmtwin.schema import SchemaChange, Variable
 from lmtwin.service import Settings
-from lmtwin.service.stores import open_store
-from lmtwin.types import Observation
 from tests.service.support import XU, client, linear_rows
 from tests.service.test_postgres import pg_url  # noqa: F401 (a real PostgreSQL server)
 
@@ -22,35 +18,6 @@ def store_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "t.db")
     return request.getfixturevalue("pg_url")
-
-
-def test_a_transaction_commits_together_or_not_at_all(store_url):
-    store = open_store(store_url)
-    twin = f"tx{time.time_ns()}"
-    store.execute("CREATE TABLE IF NOT EXISTS side (twin TEXT, n INTEGER)")
-    with pytest.raises(RuntimeError), store.transaction():
-        store.append_schema_change(twin, SchemaChange(1, 1.0, "add", Variable("x")))
-        store.append(twin, [Observation("e", 0.0, {"x": 1.0})], 1)
-        store.execute("INSERT INTO side (twin, n) VALUES (?, ?)", [twin, 1])
-        raise RuntimeError("after the writes, before the end")
-    assert store.observations(twin) == [] and store.schema_changes(twin) == []
-    assert store.execute("SELECT n FROM side WHERE twin = ?", [twin]) == []
-    with store.transaction():
-        store.append(twin, [Observation("e", 0.0, {"x": 1.0})], 1)
-        with store.transaction():  # nested: part of the outer one
-            store.execute("INSERT INTO side (twin, n) VALUES (?, ?)", [twin, 2])
-        # another thread's write waits for the end of the transaction
-        other = threading.Thread(target=store.append, args=(
-            twin, [Observation("f", 0.0, {"x": 5.0})], 1))
-        other.start()
-        other.join(0.3)
-        assert other.is_alive() and [o.episode for o in store.observations(twin)] == ["e"]
-    other.join(10)
-    assert [o.episode for o in store.observations(twin)] == ["e", "f"]
-    assert store.execute("SELECT n FROM side WHERE twin = ?", [twin]) == [(2,)]
-    with pytest.raises(StoreError):
-        store.execute("SELECT nope FROM side")
-    store.close()
 
 
 def test_ingest_rows_and_idempotency_record_commit_together(store_url):
@@ -80,7 +47,8 @@ def test_concurrent_writers_and_readers_never_deadlock(tmp_path):
     """Ingest (a store transaction around the twin's write) beside every other kind of
     write and read on the same twins, from many threads at once."""
     import httpx
-    from test_service_support import live_server
+
+    from tests.service.support import live_server
 
     with live_server(Settings(store=str(tmp_path / "c.db"), insecure=True)) as url:
         for name in ("a", "b"):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lmtwin.service.stores import TransactionalStore
+    from lmtwin.store import SQLStore
 
 # an expired key not purged yet is replaced, not a conflict (replay ignores it already)
 INSERT_KEY = ("INSERT INTO service_idempotency (twin, key, created_at, response)"
@@ -44,7 +44,7 @@ class ServiceDB:
     """The service's tables, read and written through the twins' store (``execute`` and
     ``transaction``), so one transaction can span both. Thread-safe as the store is."""
 
-    def __init__(self, store: TransactionalStore) -> None:
+    def __init__(self, store: SQLStore) -> None:
         self.store = store
         for sql in _TABLES:
             store.execute(sql)

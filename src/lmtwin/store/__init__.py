@@ -4,11 +4,11 @@ extra ``service``; imported on first use) and memory, behind one ``Store`` proto
 
 from typing import Any
 
-from lmtwin.store.base import Note, Record, Store, check_store
+from lmtwin.store.base import Note, Record, SQLStore, Store, check_store
 from lmtwin.store.memory import MemoryStore
 from lmtwin.store.sqlite import SQLiteStore
 
-__all__ = ["MemoryStore", "Note", "PostgresStore", "Record", "SQLiteStore", "Store",
+__all__ = ["MemoryStore", "Note", "PostgresStore", "Record", "SQLStore", "SQLiteStore", "Store",
            "check_store"]
 
 

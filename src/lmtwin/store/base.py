@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -67,7 +68,23 @@ class Store(Protocol):
 
     def twins(self) -> list[str]: ...
 
+    def transaction(self) -> AbstractContextManager[None]:
+        """A block whose writes (this thread's) commit together at its end, or none of
+        them does (on an exception). Blocks nest: an inner block joins the outer one."""
+        ...
+
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SQLStore(Store, Protocol):
+    """A store on an SQL database (SQLite, PostgreSQL): also runs a caller's own
+    statements, for its own tables (the service keeps its keys and twins this way)."""
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement with ``?`` placeholders; its rows. Joins an open
+        ``transaction()``, else commits at once."""
+        ...
 
 
 def check_store(store: Store) -> None:
@@ -100,3 +117,33 @@ def check_store(store: Store) -> None:
     assert len(store.records(twin, limit=1)) == 1
     assert store.records(f"{twin}-other") == []
     assert twin in store.twins()
+    _check_transaction(store, twin)
+
+
+class _Abort(Exception):
+    pass
+
+
+def _check_transaction(store: Store, twin: str) -> None:
+    """All or nothing: an exception inside a (nested) block leaves no trace of it."""
+    before = (store.observations(twin), store.schema_changes(twin), store.notes(twin),
+              store.records(twin))
+    try:
+        with store.transaction():
+            store.append(twin, [Observation("e2", 0.0, {"x": 9.0})], 2)
+            store.append_schema_change(twin, SchemaChange(3, 3.0, "add", Variable("z")))
+            with store.transaction():
+                store.append_note(twin, Note(6.0, "rolled back"))
+                store.append_record(twin, "audit", {"event": "rolled back"})
+            raise _Abort
+    except _Abort:
+        pass
+    after = (store.observations(twin), store.schema_changes(twin), store.notes(twin),
+             store.records(twin))
+    assert after == before, (before, after)
+    with store.transaction():
+        store.append(twin, [Observation("e2", 0.0, {"x": 9.0})], 2)
+        with store.transaction():
+            store.append_note(twin, Note(7.0, "kept"))
+    assert store.observations(twin, episode="e2")[0].values == {"x": 9.0}
+    assert store.notes(twin)[-1].text == "kept"

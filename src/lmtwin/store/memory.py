@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from lmtwin.schema import SchemaChange
@@ -13,12 +16,41 @@ from lmtwin.types import Observation
 
 
 class MemoryStore:
+    """Lists in memory; ``transaction()`` holds a lock and restores them on an exception."""
+
     def __init__(self) -> None:
         # rows: (twin, episode, t, variable, value, schema_version, recorded_at)
         self._rows: list[tuple[str, str, float, str, float, int, float]] = []
         self._changes: dict[str, list[SchemaChange]] = {}
         self._notes: dict[str, list[Note]] = {}
         self._records: list[tuple[str, Record]] = []
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The block's writes stay, or (on an exception) none of them does. Blocks nest;
+        other threads' transactions wait."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            # rows and records only grow: their lengths mark the restore point
+            saved = (len(self._rows), len(self._records), copy.deepcopy(self._changes),
+                     copy.deepcopy(self._notes))
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                del self._rows[saved[0]:], self._records[saved[1]:]
+                self._changes, self._notes = saved[2], saved[3]
+                raise
+            finally:
+                self._depth = 0
 
     def append(self, twin: str, observations: Sequence[Observation], schema_version: int) -> None:
         now = time.time()

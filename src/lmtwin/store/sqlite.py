@@ -1,8 +1,14 @@
 """SQLite store in WAL mode: the embedded default.
 
-Each ``append`` is one transaction; once it returns, the rows survive the process being
-killed (WAL with ``synchronous=NORMAL`` is durable against process crashes; set
-``synchronous="FULL"`` to survive power loss as well).
+Each ``append`` is one transaction, unless it runs inside ``transaction()``, whose writes
+commit together. Once a commit returns, the rows survive the process being killed (WAL
+with ``synchronous=NORMAL``, the default); with ``synchronous="FULL"`` (what the service
+uses) they survive a power loss or an OS crash as well, at one fsync per commit.
+
+    store = SQLiteStore("twins.db")
+    with store.transaction():                # all or nothing
+        store.append("pump", observations, schema_version=3)
+        store.execute("INSERT INTO my_table VALUES (?)", [1])
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,28 +63,81 @@ CREATE INDEX IF NOT EXISTS records_twin_kind ON records (twin, kind, id);
 
 
 class SQLiteStore:
-    """Append-only SQLite store. Safe to share between threads of one process."""
+    """Append-only SQLite store. Safe to share between threads of one process: one
+    connection behind a re-entrant lock, which a ``transaction()`` holds until it ends
+    (other threads wait; the same thread's writes join it)."""
 
     def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise StoreError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.path = str(path)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db.execute("PRAGMA busy_timeout=5000")  # another process's write lock
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._depth = 0  # open transaction() blocks of the thread holding the lock
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything this thread writes in the block commits at its end, or nothing does
+        (on an exception, or if the commit fails: StoreError). Blocks nest."""
+        with self._lock:
+            if self._depth:  # nested: part of the outer transaction
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._sql("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._rollback()
+                raise
+            self._depth = 0
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"commit to {self.path} failed: {exc}") from exc
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement with ``?`` placeholders, for a caller's own tables; its rows.
+        Joins an open ``transaction()``, else commits at once."""
+        with self._lock:
+            cur = self._sql(sql, args)
+            return list(cur.fetchall()) if cur.description else []
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _sql(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, tuple(args))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
 
     def _write(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         with self._lock:
             try:
+                if self._depth:  # part of the caller's transaction
+                    self._db.executemany(sql, rows)
+                    return
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany(sql, rows)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                if not self._depth:
+                    self._rollback()
                 raise StoreError(f"write to {self.path} failed: {exc}") from exc
 
     def _read(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -27,7 +27,7 @@ from lmtwin.service.db import ServiceDB
 from lmtwin.service.errors import TwinNotFound, TwinUnavailable
 from lmtwin.service.events import EventHub
 from lmtwin.service.settings import Settings
-from lmtwin.service.stores import TransactionalStore
+from lmtwin.store import SQLStore
 from lmtwin.twin import Twin
 from lmtwin.types import Observation
 
@@ -78,7 +78,7 @@ class ServiceBase:
     """The twins on one store, loaded on first use; see ``TwinService``."""
 
     settings: Settings
-    store: TransactionalStore
+    store: SQLStore
     db: ServiceDB
     events: EventHub
     backend: LLMBackend | None
