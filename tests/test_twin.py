@@ -200,3 +200,26 @@ def test_forecast_is_the_predictions_mean_without_scoring(xy_twin):
     only = xy_twin.forecast({"x": 2.0}, {"u": 0.5}, predictors=["persistence"])
     assert only == {"x": 2.0}
     assert len(xy_twin.scores_) == scored  # never scored
+
+
+def test_a_failed_write_leaves_neither_the_new_variable_nor_the_row(tmp_path):
+    """observe on a lenient twin adds unknown names as variables; if the store then
+    refuses the row (here a real SQLite trigger aborts the insert), the variable is not
+    kept either: not in the store, not in the twin, not after a reopen."""
+    from lmtwin.errors import StoreError
+    from lmtwin.store import SQLiteStore
+
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path)
+    store.execute("CREATE TRIGGER full BEFORE INSERT ON observations WHEN NEW.value > 1e6"
+                  " BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    twin = Twin("t", [Variable("x")], store=store, strict=False)
+    twin.observe({"x": 1.0}, t=0)
+    with pytest.raises(StoreError, match="disk full"):
+        twin.observe({"x": 2.0, "y": 2e6}, t=1)
+    assert "y" not in twin.schema and twin.schema.version == 1
+    assert [c.variable.name for c in store.schema_changes("t")] == ["x"]
+    assert len(store.observations("t")) == 1
+    twin.observe({"x": 2.0, "y": 3.0}, t=1)  # the retry is accepted at the same time
+    reopened = Twin("t", store=SQLiteStore(path))
+    assert "y" in reopened.schema and len(reopened.store.observations("t")) == 2

@@ -381,10 +381,20 @@ class Twin:
             t = self.schema.check_value("t", t)
             if last is not None and t <= last.t:
                 raise InvalidValue("t", t, f"not after the episode's last time {last.t}")
-            for name in self.schema.unknown(clean):
-                self.add_variable(Variable(name, "state", description="added from data"))
             obs = Observation(episode, t, clean)
-            self.store.append(self.name, [obs], self.schema.version)
+            unknown = self.schema.unknown(clean)
+            try:  # the new variables and the observation commit together, or neither
+                with self.store.transaction():
+                    for name in unknown:
+                        self.add_variable(Variable(name, "state", description="added from data"))
+                    self.store.append(self.name, [obs], self.schema.version)
+            except BaseException:
+                if unknown:  # back to the stored schema
+                    self.schema = Schema()
+                    for change in self.store.schema_changes(self.name):
+                        self.schema.apply(change)
+                    self.retriever.invalidate()
+                raise
             self._link(obs)
             return obs
 
