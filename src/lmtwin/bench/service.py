@@ -348,6 +348,7 @@ def run(quick: bool = False, out: Path = Path("results"),
             broker.stop()
         shutil.rmtree(folder, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
+    results["load_after"] = os.getloadavg()[0]
     (out / "service.json").write_text(json.dumps(results, indent=2))
     (out / "service.md").write_text(report(results))
     return results
@@ -364,7 +365,9 @@ def report(r: dict[str, Any]) -> str:
         "service (`python -m lmtwin.service --insecure`, SQLite WAL store with synchronous=FULL, "
         "numeric predictors) and the "
         "load generator share the machine, on 127.0.0.1; load average when it started: "
-        f"{r['load_before']:.1f} (other work on the machine slows every number here).", "",
+        f"{r['load_before']:.1f}"
+        + (f", when it ended: {r['load_after']:.1f}" if "load_after" in r else "")
+        + " (other work on the machine slows every number here).", "",
         "| measure | result | target | met |", "|---|---|---|---|",
         row("HTTP batch ingest, as fast as answered", f"{hm['rate']:.0f} obs/s "
             f"({hm['clients']} clients x {hm['batch']} per batch, {hm['seconds']:.0f} s; "
