@@ -46,3 +46,20 @@ def test_values_at_the_float_limit_give_the_capped_loss():
     losses = h.update({"x": 1.7e308}, {"x": -1.7e308}, {"a": {"x": -1.7e308}, "b": {"x": 0.0}})
     assert all(math.isfinite(v) for v in losses.values())
     assert all(np.isfinite(list(h.weights(["a", "b"]).values())))
+
+
+def test_a_sampled_predictor_is_judged_on_the_steps_it_shares():
+    """The costly predictor is asked on every 20th step only, which here are easy ones;
+    on those very steps it is 3x the cheap one's error. Its own-steps record is lower
+    than the cheap one's (which includes the hard steps), yet it must get no weight."""
+    hedge = Hedge()
+    for i in range(400):
+        scale = 10.0 if i % 10 == 9 else 1.0  # every 10th step is hard for everyone
+        forecasts = {"cheap": {"x": i + 0.1 * scale}}
+        if i % 20 == 0:
+            forecasts["costly"] = {"x": i + 0.3 * scale}
+        hedge.update({"x": float(i)}, {"x": i - 1.0}, forecasts)
+    assert hedge.loss_["costly"] < hedge.loss_["cheap"]  # unpaired, it would look better
+    paired = hedge.paired_loss(["cheap", "costly"])
+    assert paired["costly"] > 1.5 * paired["cheap"]
+    assert hedge.weights(["cheap", "costly"])["costly"] < 0.05
