@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from lmtwin import Variable
-from lmtwin.retrieval import ExactIndex, FaissIndex, RawEncoder, Retriever, make_index
+from lmtwin.retrieval import (
+    ExactIndex,
+    FaissIndex,
+    KDTreeIndex,
+    RawEncoder,
+    Retriever,
+    make_index,
+)
 from lmtwin.schema import Schema
 from lmtwin.types import Transition
 
@@ -19,7 +26,7 @@ def transitions(n=200, seed=0):
 SCHEMA = Schema([Variable("x"), Variable("u", "action")])
 
 
-@pytest.mark.parametrize("index_cls", [ExactIndex, FaissIndex])
+@pytest.mark.parametrize("index_cls", [ExactIndex, KDTreeIndex, FaissIndex])
 def test_indexes_agree(index_cls):
     rng = np.random.default_rng(1)
     data = rng.normal(size=(500, 8)).astype(np.float32)
@@ -33,9 +40,31 @@ def test_indexes_agree(index_cls):
     assert len(idx) == 500
 
 
-def test_make_index_picks_faiss_for_large_stores():
-    assert isinstance(make_index(10), ExactIndex)
-    assert isinstance(make_index(10**6), FaissIndex)
+def test_make_index_picks_a_tree_or_faiss_for_large_stores():
+    assert isinstance(make_index(10, dim=4), ExactIndex)
+    assert isinstance(make_index(10**6, dim=4), KDTreeIndex)  # few dimensions: exact tree
+    assert isinstance(make_index(10**6, dim=32), FaissIndex)
+    assert isinstance(make_index(10**6), FaissIndex)  # dimension unknown
+
+
+def test_kdtree_searches_vectors_added_after_its_build_exactly():
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(3000, 3)).astype(np.float32)
+    idx = KDTreeIndex(3)
+    exact = ExactIndex(3)
+    idx.add(data[:2000])
+    exact.add(data[:2000])
+    q = rng.normal(size=(5, 3))
+    idx.search_batch(q, 10)  # builds the tree over the first 2,000
+    for lo in range(2000, 3000, 250):  # a tail small enough to scan, then a rebuild
+        idx.add(data[lo : lo + 250])
+        exact.add(data[lo : lo + 250])
+        for queries in (q[:1], q):
+            d_tree, i_tree = idx.search_batch(queries, 10)
+            d_exact, i_exact = exact.search_batch(queries, 10)
+            assert i_tree.tolist() == i_exact.tolist()
+            np.testing.assert_allclose(d_tree, d_exact, rtol=1e-4, atol=1e-6)
+    assert idx.search_batch(q, 5000)[1].shape == (5, 3000)  # k beyond the store: all
 
 
 def test_retriever_finds_neighbours_and_survives_new_variables():
@@ -99,7 +128,7 @@ def test_faiss_absence_is_explicit(monkeypatch):
     assert isinstance(make_index(10**6, kind="exact"), ExactIndex)
 
 
-@pytest.mark.parametrize("kind", ["exact", "faiss"])
+@pytest.mark.parametrize("kind", ["exact", "kdtree", "faiss"])
 def test_batch_search_matches_one_search_per_query(kind):
     r = Retriever(RawEncoder(), k=8, index=kind)
     for tr in transitions(300):
@@ -113,17 +142,22 @@ def test_batch_search_matches_one_search_per_query(kind):
         assert [r.transitions.index(t) for t in reversed(one)] == ids[i].tolist()
 
 
-def test_large_groups_move_to_faiss_ivf_with_high_recall():
+@pytest.mark.parametrize("kind", ["auto", "faiss"])
+def test_large_groups_move_to_a_tree_or_faiss_ivf(kind):
     data = transitions(3000, seed=4)
     exact = Retriever(RawEncoder(), index="exact")
-    approx = Retriever(RawEncoder(), index="auto", faiss_above=1000)
+    large = Retriever(RawEncoder(), index=kind, faiss_above=1000)
     for tr in data:
         exact.add(tr)
-        approx.add(tr)
+        large.add(tr)
     rng = np.random.default_rng(5)
     cols = {"s:x": rng.normal(size=200), "a:u": rng.choice([0.0, 1.0], 200)}
     want = exact.search_batch(cols, 200, SCHEMA, 32)
-    got = approx.search_batch(cols, 200, SCHEMA, 32)
-    assert "FaissIndex" in next(iter(approx.indexes.values()))
+    got = large.search_batch(cols, 200, SCHEMA, 32)
     recall = np.mean([len(set(a) & set(b)) / 32 for a, b in zip(want, got, strict=True)])
-    assert recall > 0.95
+    if kind == "auto":  # 2-d embeddings: the exact k-d tree
+        assert "KDTreeIndex" in next(iter(large.indexes.values()))
+        assert recall == 1.0
+    else:
+        assert "FaissIndex" in next(iter(large.indexes.values()))
+        assert recall > 0.95

@@ -1,7 +1,8 @@
-"""Vector indexes: exact numpy search for small stores, faiss for large ones.
+"""Vector indexes: exact numpy search for small stores; for large ones a k-d tree when
+the embedding has few dimensions (exact), faiss otherwise.
 
 Every index answers a batch of queries at once (``search_batch``): the nearest examples
-of every rollout path in one matrix product (numpy) or one faiss call.
+of every rollout path in one matrix product (numpy), one tree query or one faiss call.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import numpy as np
 
 from lmtwin.errors import DependencyNotInstalled
 
-IndexKind = Literal["auto", "exact", "faiss"]
+IndexKind = Literal["auto", "exact", "kdtree", "faiss"]
+
+KDTREE_MAX_DIM = 8  # a k-d tree prunes well in few dimensions; beyond, faiss
 
 
 class FaissMissingWarning(UserWarning):
@@ -89,6 +92,75 @@ class ExactIndex:
         return dists, ids
 
 
+class KDTreeIndex:
+    """Exact search through a k-d tree (scipy ``cKDTree``), for embeddings of few
+    dimensions (the raw encoder's standardised variables).
+
+    Measured for 1,000 rollout queries of 64 neighbours among 60,000 4-d vectors on 2
+    cores: 4.2 ms on one thread, exact; faiss IVF (nlist 490, nprobe 8) 7.5 ms with
+    recall 0.99-1.0, and its OpenMP threads slow several-fold on a busy machine.
+
+    A tree cannot grow, so vectors added since it was built (the tail) are searched
+    exactly in numpy and merged; the tree is rebuilt (18 ms for 60,000 vectors) when
+    the tail would cost more to scan than the rebuild.
+
+    Args:
+        dim: vector dimension.
+        workers: threads of a batch query (scipy's, not OpenMP: no spinning when the
+            cores are busy).
+    """
+
+    def __init__(self, dim: int = 0, workers: int = 1) -> None:
+        self.workers = workers
+        self.reset(dim)
+
+    def reset(self, dim: int) -> None:
+        self._data = ExactIndex(dim)  # every vector; its rows past the tree are the tail
+        self._tree: Any = None
+        self._built = 0  # vectors in the tree
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def add(self, vectors: np.ndarray) -> None:
+        self._data.add(vectors)
+
+    def search(self, query: np.ndarray, k: int) -> np.ndarray:
+        return self.search_batch(np.asarray(query)[None, :], k)[1][0]
+
+    def _rebuild(self) -> None:
+        from scipy.spatial import cKDTree
+
+        n = len(self._data)
+        self._tree = cKDTree(self._data._data[:n].astype(np.float64), leafsize=16,
+                             balanced_tree=False, compact_nodes=False)
+        self._built = n
+
+    def search_batch(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.atleast_2d(np.asarray(queries, dtype=np.float64))
+        n = len(self._data)
+        if n == 0 or k < 1:
+            return np.zeros((len(q), 0)), np.zeros((len(q), 0), dtype=np.int64)
+        tail = n - self._built
+        # scanning the tail costs tail x queries distances; a rebuild about n log n
+        if tail and (tail * len(q) > 4 * n or 8 * tail > n):
+            self._rebuild()
+            tail = 0
+        kt = min(k, self._built)  # the tree holds at least 7/8 of the vectors: kt >= 1
+        dist, ids = self._tree.query(q, k=kt, workers=self.workers)
+        dist = np.reshape(dist, (len(q), kt)) ** 2
+        ids = np.reshape(ids, (len(q), kt)).astype(np.int64)
+        if not tail:
+            return dist, ids
+        data = self._data._data[self._built : n].astype(np.float64)
+        d = ((q[:, None, :] - data[None]) ** 2).sum(axis=2)
+        dist = np.concatenate([dist, d], axis=1)
+        ids = np.concatenate([ids, np.broadcast_to(np.arange(self._built, n), d.shape)],
+                             axis=1)
+        order = np.argsort(dist, axis=1, kind="stable")[:, : min(k, n)]
+        return np.take_along_axis(dist, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
 class FaissIndex:
     """A faiss index; install ``lmtwin[faiss]``.
 
@@ -162,23 +234,30 @@ class FaissIndex:
 
 
 def make_index(expected_size: int = 0, faiss_above: int = 20_000,
-               kind: IndexKind = "auto") -> VectorIndex:
-    """The index for a store of ``expected_size`` vectors.
+               kind: IndexKind = "auto", dim: int = 0) -> VectorIndex:
+    """The index for a store of ``expected_size`` vectors of ``dim`` dimensions (0:
+    unknown).
 
-    ``kind="auto"``: exact numpy search up to ``faiss_above`` vectors, faiss IVF beyond;
-    if faiss is not installed, exact search with a ``FaissMissingWarning`` (never silent).
-    ``"exact"``: always numpy. ``"faiss"``: faiss or ``DependencyNotInstalled``.
+    ``kind="auto"``: exact numpy search up to ``faiss_above`` vectors; beyond, an exact
+    k-d tree when ``1 <= dim <= KDTREE_MAX_DIM``, else faiss IVF (if faiss is not
+    installed, exact search with a ``FaissMissingWarning``: never silent).
+    ``"exact"``: always numpy. ``"kdtree"``: always the k-d tree. ``"faiss"``: faiss or
+    ``DependencyNotInstalled``.
     """
     if kind == "exact":
-        return ExactIndex()
+        return ExactIndex(dim)
+    if kind == "kdtree":
+        return KDTreeIndex(dim)
     if kind == "faiss":
-        return FaissIndex(kind="ivf" if expected_size > faiss_above else "flat")
+        return FaissIndex(dim, kind="ivf" if expected_size > faiss_above else "flat")
     if expected_size > faiss_above:
+        if 1 <= dim <= KDTREE_MAX_DIM:
+            return KDTreeIndex(dim)
         try:
-            return FaissIndex(kind="ivf")
+            return FaissIndex(dim, kind="ivf")
         except DependencyNotInstalled:
             warnings.warn(
                 f"a store of {expected_size} transitions is searched exactly in numpy "
                 "(slow for rollouts) because faiss is not installed: "
                 "pip install 'lmtwin[faiss]'", FaissMissingWarning, stacklevel=2)
-    return ExactIndex()
+    return ExactIndex(dim)

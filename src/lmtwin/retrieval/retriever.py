@@ -51,9 +51,11 @@ class Retriever:
     Args:
         encoder: None for standardised raw features.
         k: examples returned when a search does not say.
-        index: ``"auto"`` (exact numpy search, faiss beyond ``faiss_above`` transitions
-            in a group; a warning if faiss is missing), ``"exact"`` or ``"faiss"``.
-        faiss_above: group size from which ``"auto"`` uses faiss.
+        index: ``"auto"`` (exact numpy search; beyond ``faiss_above`` transitions in a
+            group, an exact k-d tree for embeddings of up to ``KDTREE_MAX_DIM``
+            dimensions, else faiss, with a warning if faiss is missing), ``"exact"``,
+            ``"kdtree"`` or ``"faiss"`` (see ``lmtwin.retrieval.index.make_index``).
+        faiss_above: group size from which ``"auto"`` uses a k-d tree or faiss.
     """
 
     def __init__(
@@ -159,8 +161,9 @@ class Retriever:
             group.ids = np.concatenate([group.ids, first + np.asarray(rows, dtype=np.int64)])
 
     def _new_index(self, size: int) -> VectorIndex:
-        index = make_index(size, self.faiss_above, self.index_kind)
-        index.reset(self._dim())
+        dim = self._dim()
+        index = make_index(size, self.faiss_above, self.index_kind, dim)
+        index.reset(dim)
         return index
 
     def _dim(self) -> int:
