@@ -287,6 +287,9 @@ def bench_tasks(
     merge: Annotated[str | None, typer.Option(
         help="comma-separated folders of runs made in parallel: merge their results.json "
              "into OUT and render the report")] = None,
+    lmtwin: Annotated[bool, typer.Option(
+        help="run the twin (--no-lmtwin: baselines only, for a part merged with a "
+             "twin-only part run with --baselines none)")] = True,
 ) -> None:
     """The literature's tasks (HDTwinGen protocol) and the continual-update scenarios,
     like for like: every baseline and lmtwin frozen and online on the same seeds and
@@ -315,6 +318,9 @@ def bench_tasks(
                       f"{', '.join(TASKS)}")
     if baselines != "all":
         cfg.baselines = [b.strip() for b in baselines.split(",") if b.strip()]
+    if baselines == "none":
+        cfg.baselines = []
+    cfg.twin = lmtwin
     for name, value in (("seeds", seeds), ("patients", patients), ("lm_steps", lm_steps),
                         ("lm_seeds", lm_seeds), ("covid_seeds", covid_seeds),
                         ("covid_population", covid_population)):

@@ -173,3 +173,25 @@ def test_cli_reports_an_unknown_task_and_runs_the_others(tmp_path: Path) -> None
     assert {"hare-lynx", "plankton", "nope"} <= set(both["tasks"])
     text = (merged / "report.md").read_text()
     assert "merged" in both["command"] and "## plankton" in text and "Runs merged" in text
+
+
+def test_a_baselines_part_and_a_twin_part_merge_into_one_task(tmp_path: Path) -> None:
+    """Run apart (baselines only, then the twin only) on the same seeds, merged: the
+    same table and ratios as one run with both."""
+    cfg = _cfg(tasks=["cancer-untreated"], seeds=[10, 11, 12], baselines=["persistence"])
+    both = suite.run(cfg, None, [], tmp_path / "both", "both")["tasks"]["cancer-untreated"]
+    suite.run(_cfg(tasks=["cancer-untreated"], seeds=[10, 11, 12], baselines=["persistence"],
+                   twin=False), None, [], tmp_path / "a", "a")
+    suite.run(_cfg(tasks=["cancer-untreated"], seeds=[10, 11, 12], baselines=[]), None, [],
+              tmp_path / "b", "b")
+    suite.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+    merged = json.loads((tmp_path / "m" / "results.json").read_text())["tasks"][
+        "cancer-untreated"]
+    assert set(merged["methods"]) == set(both["methods"])
+    assert merged["ratios"]["frozen"]["ratio"] == pytest.approx(both["ratios"]["frozen"]["ratio"])
+    assert merged["ratios"]["frozen"]["best_baseline"] == "persistence[frozen]"
+    other = json.loads((tmp_path / "a" / "results.json").read_text())
+    other["tasks"]["cancer-untreated"]["seeds"] = [10, 11]
+    (tmp_path / "a" / "results.json").write_text(json.dumps(other))
+    with pytest.raises(suite.LmtwinError, match="different seeds"):
+        suite.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m2")

@@ -104,6 +104,8 @@ class Config:
     scenario_seeds: int = 3
     data_dir: Path = DATA_DIR
     quick: bool = False
+    # False: baselines only (a part run beside a twin-only part, merged per task)
+    twin: bool = True
 
     @classmethod
     def quick_run(cls) -> Config:
@@ -318,34 +320,11 @@ def run_task(name: str, cfg: Config, backend: LLMBackend | None,
                 errors[b] = f"{type(exc).__name__}: {exc}"
                 continue
             timing[b] = timing.get(b, 0.0) + time.perf_counter() - start
-        tick(f"{name} seed {seed}: lmtwin")
-        start = time.perf_counter()
-        lm_seed = backend is not None and si < cfg.lm_seeds and name in cfg.lm_tasks
-        lm_log: dict[str, Any] = {}
-        twin = build_twin(task, train, val, sel, variance, cfg, seed, chosen,
-                          _lm_calibrate(task, val, backend, cfg, rng, lm_log)
-                          if lm_seed and backend is not None else None)
-        timing["lmtwin_build"] = timing.get("lmtwin_build", 0.0) + time.perf_counter() - start
-        run(TwinMethod(twin, task, "frozen", online=False), "frozen", True)
-        if lm_seed and backend is not None:
-            tick(f"{name} seed {seed}: language model on {cfg.lm_steps} sampled steps")
-            hedge, cal = copy.deepcopy(twin.hedge), copy.deepcopy(twin.calibrator)
-            sample = _lm_sample(task, twin, test, backend, cfg, rng)
-            twin.hedge, twin.calibrator = hedge, cal  # the online run starts as frozen did
-            sample.update(lm_log, seed=seed)
-            lm_runs.append(sample)
-        run(TwinMethod(twin, task, "online", online=True), "online", False)
-        twin.store.close()
-        for pool in [p for p in cfg.pools if p != "default" and name in cfg.wide_tasks]:
-            tick(f"{name} seed {seed}: lmtwin, {pool} pool")
-            start = time.perf_counter()
-            other = build_twin(task, train, val, sel, variance, cfg, seed, chosen, pool=pool)
-            run(TwinMethod(other, task, "frozen", online=False, name=TWINS[pool]), "frozen",
-                True)
-            run(TwinMethod(other, task, "online", online=True, name=TWINS[pool]), "online",
-                False)
-            other.store.close()
-            timing[TWINS[pool]] = timing.get(TWINS[pool], 0.0) + time.perf_counter() - start
+        lm_seed = (cfg.twin and backend is not None and si < cfg.lm_seeds
+                   and name in cfg.lm_tasks)
+        if cfg.twin:
+            _twins(name, task, train, val, sel, test, variance, cfg, seed, chosen, backend,
+                   rng, lm_seed, lm_runs, recs, timing, tick)
         for key, rec in recs.items():
             per_seed.setdefault(key, []).append(metrics(rec, variance, task.mse_scale))
         for sample in lm_runs[-1:] if lm_seed else []:
@@ -362,10 +341,52 @@ def run_task(name: str, cfg: Config, backend: LLMBackend | None,
                 for k, r in recs.items() if k.endswith("[frozen]")}}
     assert task is not None
     result = summarise(name, task, per_seed, errors)
-    result.update(settings=settings, lm=_lm_summary(task, lm_runs), peak_rss_mb=_peak_mb(),
+    result.update(per_seed=per_seed,
+                  settings=settings, lm=_lm_summary(task, lm_runs), peak_rss_mb=_peak_mb(),
                   plot=plot, timing_seconds=timing, seeds=seeds,
                   test_trajectories=int(test.S.shape[0]), test_steps=int(test.steps))
     return result
+
+
+
+def _twins(name: str, task: Task, train: Arrays, val: Arrays, sel: Arrays, test: Arrays,
+           variance: np.ndarray, cfg: Config, seed: int, chosen: dict[str, Any],
+           backend: LLMBackend | None, rng: np.random.Generator, lm_seed: bool,
+           lm_runs: list[dict[str, Any]], recs: dict[str, Record], timing: dict[str, float],
+           tick: Callable[[str], None]) -> None:
+    """lmtwin on one seed: the default pool frozen and online (the language model on its
+    sampled steps), then the other pools on the tasks they run on."""
+
+    def run(method: Method, variant: str, roll: bool) -> None:
+        _run(method, test, variant, roll, recs, timing)
+
+    tick(f"{name} seed {seed}: lmtwin")
+    start = time.perf_counter()
+    lm_log: dict[str, Any] = {}
+    twin = build_twin(task, train, val, sel, variance, cfg, seed, chosen,
+                      _lm_calibrate(task, val, backend, cfg, rng, lm_log)
+                      if lm_seed and backend is not None else None)
+    timing["lmtwin_build"] = timing.get("lmtwin_build", 0.0) + time.perf_counter() - start
+    run(TwinMethod(twin, task, "frozen", online=False), "frozen", True)
+    if lm_seed and backend is not None:
+        tick(f"{name} seed {seed}: language model on {cfg.lm_steps} sampled steps")
+        hedge, cal = copy.deepcopy(twin.hedge), copy.deepcopy(twin.calibrator)
+        sample = _lm_sample(task, twin, test, backend, cfg, rng)
+        twin.hedge, twin.calibrator = hedge, cal  # the online run starts as frozen did
+        sample.update(lm_log, seed=seed)
+        lm_runs.append(sample)
+    run(TwinMethod(twin, task, "online", online=True), "online", False)
+    twin.store.close()
+    for pool in [p for p in cfg.pools if p != "default" and name in cfg.wide_tasks]:
+        tick(f"{name} seed {seed}: lmtwin, {pool} pool")
+        start = time.perf_counter()
+        other = build_twin(task, train, val, sel, variance, cfg, seed, chosen, pool=pool)
+        run(TwinMethod(other, task, "frozen", online=False, name=TWINS[pool]), "frozen",
+            True)
+        run(TwinMethod(other, task, "online", online=True, name=TWINS[pool]), "online",
+            False)
+        other.store.close()
+        timing[TWINS[pool]] = timing.get(TWINS[pool], 0.0) + time.perf_counter() - start
 
 
 def _run(method: Method, test: Arrays, variant: str, roll: bool, recs: dict[str, Record],
@@ -438,6 +459,14 @@ def summarise(name: str, task: Task, per_seed: dict[str, list[dict[str, Any]]],
     """Mean and t-interval of each metric per method; the ratios of lmtwin to the best
     baseline, frozen to frozen and online to the best of every baseline, only where at
     least 3 seeds back both (otherwise None, shown as n/a)."""
+    methods, ratios = _tables(per_seed)
+    return {"task": name, "methods": methods, "errors": errors, "ratios": ratios,
+            "info": task.info, "mse_scale": task.mse_scale, "deterministic": task.deterministic}
+
+
+def _tables(per_seed: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Any],
+                                                                  dict[str, Any]]:
+    """The methods' table and the summary ratios from the per-seed metrics."""
     methods: dict[str, Any] = {}
     for m, runs in per_seed.items():
         row: dict[str, Any] = {"seeds": len(runs)}
@@ -467,8 +496,28 @@ def summarise(name: str, task: Task, per_seed: dict[str, list[dict[str, Any]]],
             with np.errstate(all="ignore"):
                 cell["per_seed"] = mean_ci((a / b).tolist())
         ratios[variant if twin == "lmtwin" else f"{twin}[{variant}]"] = cell
-    return {"task": name, "methods": methods, "errors": errors, "ratios": ratios,
-            "info": task.info, "mse_scale": task.mse_scale, "deterministic": task.deterministic}
+    return methods, ratios
+
+
+def merge_task(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """One task's results from two parts run on the same seeds with different methods
+    (say, the baselines in one and the twin in the other): methods united, tables and
+    ratios recomputed from the per-seed metrics."""
+    if a.get("seeds") != b.get("seeds") or "per_seed" not in a or "per_seed" not in b:
+        raise LmtwinError(f"cannot merge two runs of {a.get('task')}: different seeds or "
+                          "no per-seed metrics")
+    out = dict(a)
+    out["per_seed"] = {**a["per_seed"], **b["per_seed"]}
+    out["methods"], out["ratios"] = _tables(out["per_seed"])
+    out["errors"] = {**a["errors"], **b["errors"]}
+    out["settings"] = [{**x, **y} for x, y in zip(a["settings"], b["settings"], strict=True)]
+    out["timing_seconds"] = {**a["timing_seconds"], **b["timing_seconds"]}
+    out["lm"] = a["lm"] or b["lm"]
+    out["peak_rss_mb"] = max(a["peak_rss_mb"], b["peak_rss_mb"])
+    out["plot"] = dict(a["plot"] or b["plot"])
+    if a["plot"] and b["plot"]:
+        out["plot"]["methods"] = {**a["plot"]["methods"], **b["plot"]["methods"]}
+    return out
 
 
 # --- the run ------------------------------------------------------------------------
@@ -533,8 +582,8 @@ def _one_torch_thread() -> None:
 
 def merge(parts: Sequence[Path], out: Path) -> list[Path]:
     """Combine the results.json of runs made in parallel (different tasks or scenarios,
-    the same settings) into ``out`` and render the report; the duration is the longest
-    part's."""
+    or different methods of one task on the same seeds) into ``out`` and render the
+    report; the duration is the longest part's."""
     import json
 
     merged: dict[str, Any] | None = None
@@ -548,7 +597,9 @@ def merge(parts: Sequence[Path], out: Path) -> list[Path]:
             merged["parts"] = [info]
             continue
         merged["parts"].append(info)
-        merged["tasks"].update(r["tasks"])
+        for name, task in r["tasks"].items():
+            have = merged["tasks"].get(name)
+            merged["tasks"][name] = task if have is None else merge_task(have, task)
         merged["scenarios"].update(r["scenarios"])
         merged["command"].append(r["command"])
         merged["seconds"] = max(merged["seconds"], r["seconds"])
