@@ -149,6 +149,9 @@ def _quantiles(twin: Twin, target: str, u: np.ndarray, sigma: np.ndarray,
 def _weights(twin: Twin, names: list[str], ok: np.ndarray) -> np.ndarray:
     """(P, n) Hedge weights of the predictors that answered each path, as a single
     prediction would weigh them (one call per pattern of answers, not per path)."""
+    if ok.all():  # the usual case: every predictor answered every path
+        got = twin.hedge.weights(names)
+        return np.repeat(np.array([[got[nm]] for nm in names]), ok.shape[1], axis=1)
     w = np.zeros(ok.shape)
     patterns, inverse = np.unique(ok.T, axis=0, return_inverse=True)
     for i, pattern in enumerate(patterns):

@@ -27,15 +27,17 @@ def retrieve_batch(retriever: Retriever, schema: Schema, columns: Mapping[str, n
                               for m in names]) if names else np.zeros((n, 0))
     empty = Batch(names, targets, inputs, current, np.full((n, k, len(names)), np.nan),
                   np.full((n, k, len(targets)), np.nan))
-    if k == 0:
+    if k == 0 or not len(retriever):
         return empty
     ids = retriever.search_batch(columns, n, schema, k)
-    xs, ds = retriever.arrays(names, targets)
-    if not len(xs):
-        return empty
-    if (ids >= 0).all():  # the usual case: no padding to mask
-        return Batch(names, targets, inputs, current, xs[ids], ds[ids])
-    valid = (ids >= 0)[:, :, None]
-    safe = np.clip(ids, 0, None)
-    return Batch(names, targets, inputs, current, np.where(valid, xs[safe], np.nan),
-                 np.where(valid, ds[safe], np.nan))
+    table, finite = retriever.table(names, targets)
+    padded = bool((ids < 0).any())
+    # one gather, feature-major (F + T, n, k): np.take is ~3x faster than fancy indexing,
+    # and LocalRidge's passes run along the examples in this layout
+    got = np.take(table, np.maximum(ids, 0) if padded else ids, axis=1)
+    if padded:
+        got[:, ids < 0] = np.nan
+    view = got.transpose(1, 2, 0)
+    f = len(names)
+    return Batch(names, targets, inputs, current, view[:, :, :f], view[:, :, f:],
+                 complete=finite and not padded)

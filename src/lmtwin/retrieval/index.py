@@ -102,7 +102,8 @@ class KDTreeIndex:
 
     A tree cannot grow, so vectors added since it was built (the tail) are searched
     exactly in numpy and merged; the tree is rebuilt (18 ms for 60,000 vectors) when
-    the tail would cost more to scan than the rebuild.
+    the tail grows past 1/8 of the store, or when scanning it for a batch of queries
+    would take more than n / 4 distances.
 
     Args:
         dim: vector dimension.
@@ -142,8 +143,9 @@ class KDTreeIndex:
         if n == 0 or k < 1:
             return np.zeros((len(q), 0)), np.zeros((len(q), 0), dtype=np.int64)
         tail = n - self._built
-        # scanning the tail costs tail x queries distances; a rebuild about n log n
-        if tail and (tail * len(q) > 4 * n or 8 * tail > n):
+        # scanning the tail costs tail x queries distances and a sort of every row (a
+        # rollout scans at each of its steps); a rebuild about n log n, once
+        if tail and (4 * tail * len(q) > n or 8 * tail > n):
             self._rebuild()
             tail = 0
         kt = min(k, self._built)  # the tree holds at least 7/8 of the vectors: kt >= 1

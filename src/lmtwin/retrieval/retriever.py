@@ -79,7 +79,7 @@ class Retriever:
         self._encoder: Encoder | None = None  # the encoder the indexes were built with
         self._groups: dict[bytes, _Group] = {}
         self._indexed = 0
-        self._arrays: dict[tuple[tuple[str, ...], tuple[str, ...]], list[np.ndarray]] = {}
+        self._tables: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[np.ndarray, bool]] = {}
 
     def __len__(self) -> int:
         return len(self.transitions)
@@ -241,23 +241,33 @@ class Retriever:
         return self._encode(contexts)
 
     # --- arrays for batch predictors --------------------------------------------------
+    def table(self, names: list[str], targets: list[str]) -> tuple[np.ndarray, bool]:
+        """Every stored transition as numbers, feature-major: shape (len(names) +
+        len(targets), n), the inputs named as ``predictors.simple.features`` names them
+        (``a:`` for actions) then the targets' changes; NaN where a value is missing.
+        And whether every entry is finite. Cached; new transitions are appended."""
+        key = (tuple(names), tuple(targets))
+        cached = self._tables.get(key)
+        n = len(self.transitions)
+        have = 0 if cached is None else cached[0].shape[1]
+        if cached is not None and have == n:
+            return cached
+        new = self.transitions[have:]
+        nan = float("nan")
+        rows = [[(t.action.get(m[2:], nan) if m.startswith("a:") else t.state.get(m, nan))
+                 for m in names]
+                + [t.next_state.get(m, nan) - t.state.get(m, nan) for m in targets]
+                for t in new]
+        part = np.array(rows, dtype=float).reshape(len(new), len(names) + len(targets)).T
+        finite = bool(np.isfinite(part).all())
+        if cached is not None:
+            part, finite = np.hstack([cached[0], part]), finite and cached[1]
+        self._tables[key] = (np.ascontiguousarray(part), finite)
+        return self._tables[key]
+
     def arrays(self, names: list[str], targets: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Every stored transition as numbers: inputs (n, len(names)) named as
         ``predictors.simple.features`` names them (``a:`` for actions) and the targets'
-        changes (n, len(targets)); NaN where a value is missing."""
-        key = (tuple(names), tuple(targets))
-        cached = self._arrays.get(key)
-        n = len(self.transitions)
-        have = 0 if cached is None else len(cached[0])
-        if cached is not None and have == n:
-            return cached[0], cached[1]
-        new = self.transitions[have:]
-        nan = float("nan")
-        x = np.array([[(t.action.get(m[2:], nan) if m.startswith("a:") else t.state.get(m, nan))
-                       for m in names] for t in new], dtype=float).reshape(len(new), len(names))
-        d = np.array([[t.next_state.get(m, nan) - t.state.get(m, nan) for m in targets]
-                      for t in new], dtype=float).reshape(len(new), len(targets))
-        if cached is not None:
-            x, d = np.vstack([cached[0], x]), np.vstack([cached[1], d])
-        self._arrays[key] = [x, d]
-        return x, d
+        changes (n, len(targets)); NaN where a value is missing (views of ``table``)."""
+        table = self.table(names, targets)[0]
+        return table[: len(names)].T, table[len(names) :].T
