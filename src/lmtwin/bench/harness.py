@@ -302,14 +302,32 @@ class TwinMethod:
         mean = np.einsum("np,npd->nd", W, M)
         spread = np.sqrt(np.einsum("np,npd->nd", W, (M - mean[:, None]) ** 2))
         step = np.array([self.twin.hedge.step(t) for t in self.task.states])
-        sigma = spread + 0.5 * np.abs(mean - X) + 1e-3 * (step + np.abs(X)) + 1e-9
+        # combine.change_scale for every row at once
+        big, small = (np.where(ok[:, :, None], M, -np.inf).max(axis=1),
+                      np.where(ok[:, :, None], M, np.inf).min(axis=1))
+        lone = ok.sum(axis=1) < 2
+        rel = np.array([self.twin.hedge.relative_step(t) for t in self.task.states])
+        floor = np.maximum(np.abs(mean - X), rel * np.abs(X))
+        change = np.where(lone[:, None], np.maximum(floor, step),
+                          np.maximum(floor, 0.5 * (big - small)))
+        sigma = spread + 0.5 * change + 1e-3 * (step + np.abs(X)) + 1e-9
+        # calibrated as Twin.predict does: on the residuals of predictions led by the
+        # same predictor (Mondrian), with combine's rule for a leader with few of them
+        from lmtwin.predictors.combine import fewest_residuals
+
+        lead = np.array(names, dtype=object)[W.argmax(axis=1)]
+        lo, hi = np.full(mean.shape, np.nan), np.full(mean.shape, np.nan)
+        for g in np.unique(lead):
+            rows = lead == g
+            for j, t in enumerate(self.task.states):
+                iv = self.twin.calibrator.interval(t, 0.0, 1.0, self.level, str(g),
+                                                   min_group=fewest_residuals(self.level))
+                if iv is not None:
+                    lo[rows, j], hi[rows, j] = iv
         lower = upper = None
-        q = [self.twin.calibrator.interval(t, 0.0, 1.0, self.level) for t in self.task.states]
-        if all(iv is not None for iv in q):
-            lo = np.array([iv[0] for iv in q if iv is not None])
-            hi = np.array([iv[1] for iv in q if iv is not None])
+        if np.isfinite(lo).all():
             lower, upper = mean + lo * sigma, mean + hi * sigma
-        self._last = {"fc": fc, "mean": mean, "sigma": sigma}
+        self._last = {"fc": fc, "mean": mean, "sigma": sigma, "lead": lead}
         outs = {f"{self._name}[{self._label}]": Out(mean, lower, upper)}
         for m in names:
             if m != "persistence":
@@ -328,6 +346,7 @@ class TwinMethod:
         t = S.shape[1] - 2
         prev, actual = S[:, -2], S[:, -1]
         fc, mean, sigma = self._last["fc"], self._last["mean"], self._last["sigma"]
+        lead = self._last["lead"]
         states = self.task.states
         hedge, cal = self.twin.hedge, self.twin.calibrator
         for i in range(len(actual)):
@@ -336,7 +355,8 @@ class TwinMethod:
             hedge.update(act, cur, {m: dict(zip(states, f[i].tolist(), strict=True))
                                     for m, (f, o) in fc.items() if o[i]})
             for j, s in enumerate(states):
-                cal.add(s, float(actual[i, j]), float(mean[i, j]), float(sigma[i, j]))
+                cal.add(s, float(actual[i, j]), float(mean[i, j]), float(sigma[i, j]),
+                        str(lead[i]))
         obs = []
         for i in range(len(actual)):
             ep = f"{self.prefix}{i}"

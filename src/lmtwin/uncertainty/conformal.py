@@ -54,7 +54,7 @@ class Calibrator:
         self.refit_every = max(1, refit_every)
         self._res: dict[str, deque[tuple[float, float, str | None]]] = {}
         self._added: dict[str, int] = {}
-        self._fitted: dict[tuple[str, str | None], tuple[int, Any]] = {}
+        self._fitted: dict[tuple[Any, ...], tuple[int, Any]] = {}
 
     def add(self, target: str, actual: float, predicted: float, sigma: float,
             group: str | None = None) -> bool:
@@ -68,14 +68,14 @@ class Calibrator:
         self._added[target] = self._added.get(target, 0) + 1
         return True
 
-    def _arrays(self, target: str, group: str | None) -> tuple[np.ndarray, np.ndarray,
-                                                               str | None]:
-        """Residuals and difficulties of ``group`` when it has enough, else of all; and
-        the group they are of (None: all)."""
+    def _arrays(self, target: str, group: str | None, min_group: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray, str | None]:
+        """Residuals and difficulties of ``group`` when it has enough (``min_group``,
+        default ``min_residuals``), else of all; and the group they are of (None: all)."""
         res = self._res.get(target, ())
         if group is not None:
             mine = [(r, s) for r, s, g in res if g == group]
-            if len(mine) >= self.min_residuals:
+            if len(mine) >= (self.min_residuals if min_group is None else min_group):
                 return (np.array([r for r, _ in mine]), np.array([s for _, s in mine]),
                         group)
         return np.array([r for r, _, _ in res]), np.array([s for _, s, _ in res]), None
@@ -98,19 +98,22 @@ class Calibrator:
 
     def interval(
         self, target: str, predicted: float, sigma: float, level: float,
-        group: str | None = None,
+        group: str | None = None, min_group: int | None = None,
     ) -> tuple[float, float] | None:
-        """The ``level`` interval around ``predicted``, or None while uncalibrated."""
+        """The ``level`` interval around ``predicted``, or None while uncalibrated.
+        ``min_group``: residuals ``group`` needs to be calibrated on its own (default
+        ``min_residuals``)."""
         res = self._res.get(target)
         if res is None or len(res) < self.min_residuals:
             return None
         added = self._added.get(target, 0)
-        fitted = self._fitted.get((target, group))
+        key = (target, group) if min_group is None else (target, group, min_group)
+        fitted = self._fitted.get(key)
         if fitted is None or added - fitted[0] >= min(self.refit_every, len(res)):
-            r, s, _ = self._arrays(target, group)
+            r, s, _ = self._arrays(target, group, min_group)
             cr = self._cls()
             cr.fit(residuals=r, sigmas=s)
-            self._fitted[(target, group)] = (added, cr)
+            self._fitted[key] = (added, cr)
         else:
             cr = fitted[1]
         with warnings.catch_warnings():
