@@ -26,6 +26,7 @@ from lmtwin.llm.base import LLMBackend
 from lmtwin.predictors import Hedge, LLMPredictor, LocalRidge, Persistence, Predictor, Query
 from lmtwin.predictors.base import Forecast
 from lmtwin.predictors.combine import combine
+from lmtwin.predictors.ridge_cv import RidgeCV
 from lmtwin.retrieval import Retriever
 from lmtwin.schema import Schema, SchemaChange, Variable
 from lmtwin.scoring import Listener, Score, Scorer
@@ -56,13 +57,14 @@ class Simulation:
 
 
 def default_predictors(backend: LLMBackend | None = None) -> list[Predictor]:
-    """Persistence, the numeric in-context learner and the language model (embedded
-    Gemma 3 270M when ``backend`` is None)."""
+    """Persistence, the numeric in-context learner, a ridge with its penalty chosen by
+    leave-one-out error on the 64 nearest rows (a short series' whole history) and the
+    language model (embedded Gemma 3 270M when ``backend`` is None)."""
     if backend is None:
         from lmtwin.llm import LlamaCppBackend
 
         backend = LlamaCppBackend()
-    return [Persistence(), LocalRidge(), LLMPredictor(backend)]
+    return [Persistence(), LocalRidge(), RidgeCV(k=64), LLMPredictor(backend)]
 
 
 class Twin:

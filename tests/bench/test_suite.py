@@ -225,3 +225,13 @@ def test_hare_lynx_intervals_are_not_absurd() -> None:
     combined, _ = _short_series("hare-lynx")
     assert combined["width_over_sd"] < 10
     assert combined["coverage"] >= 0.8
+
+
+def test_the_bench_twin_has_the_library_default_pool() -> None:
+    from lmtwin.bench.harness import numeric_pool
+    from lmtwin.llm.scripted import ScriptedBackend
+    from lmtwin.twin import default_predictors
+
+    names = [p.name for p in default_predictors(ScriptedBackend([]))]
+    assert [p.name for p in numeric_pool()] == [n for n in names if n != "llm"]
+    assert names == ["persistence", "numeric", "ridge", "llm"]

@@ -229,6 +229,16 @@ def task_arrays(task: Task, test: Sequence[Trajectory]) -> tuple[Arrays, Arrays,
 
 
 # --- lmtwin, batched -------------------------------------------------------------------
+def numeric_pool() -> list[Any]:
+    """The library's default pool without the language model (``default_predictors``):
+    persistence, the local ridge and the ridge with its penalty chosen by leave-one-out
+    error; the bench adds the language model on its sampled steps only."""
+    from lmtwin.llm.scripted import ScriptedBackend
+    from lmtwin.twin import default_predictors
+
+    return [p for p in default_predictors(ScriptedBackend([])) if not getattr(p, "costly", False)]
+
+
 class Columns(Protocol):
     """Names of a task's state and action columns (a ``Task`` or a scenario phase)."""
 

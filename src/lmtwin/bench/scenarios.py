@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 
 from lmtwin.bench import baselines as bl
-from lmtwin.bench.harness import Arrays, TwinMethod, mean_ci, stream
+from lmtwin.bench.harness import Arrays, TwinMethod, mean_ci, numeric_pool, stream
 from lmtwin.errors import LmtwinError, NotReady
 from lmtwin.llm.base import LLMBackend
-from lmtwin.predictors import LLMPredictor, LocalRidge, Persistence
+from lmtwin.predictors import LLMPredictor
 from lmtwin.retrieval import Retriever
 from lmtwin.systems.cancer import ALPHA_R, BETA_C, BETA_R, CANCER_VARIABLES, RHO, K, diameter
 from lmtwin.twin import Twin
@@ -165,7 +165,7 @@ def run_seed(name: str, backend: LLMBackend | None, sizes: ScenarioSizes, seed: 
     sS, sA = simulate(sizes.stream_patients, seed * 100 + 2, sc, sizes.steps, sizes.change_at)
     warm = Arrays(*_cols(wS, wA, pre))
     twin = Twin(f"scenario-{name}-{seed}", variables=pre.variables,
-                predictors=[Persistence(), LocalRidge()], retriever=Retriever(k=16),
+                predictors=numeric_pool(), retriever=Retriever(k=16),
                 seed=seed, score_window=0)
     # the twin observes the warm-up patients prequentially (its weights and intervals
     # learn), in lockstep like the stream

@@ -40,6 +40,7 @@ from lmtwin.bench.harness import (
     TwinMethod,
     mean_ci,
     metrics,
+    numeric_pool,
     rollout,
     sampled_mse,
     stream,
@@ -50,12 +51,9 @@ from lmtwin.errors import BackendError, LmtwinError, NotReady, ParseError
 from lmtwin.llm.base import LLMBackend
 from lmtwin.predictors import (
     LLMPredictor,
-    LocalRidge,
     NearestNeighbours,
-    Persistence,
     Predictor,
 )
-from lmtwin.predictors.ridge_cv import RidgeCV
 from lmtwin.retrieval import Retriever
 from lmtwin.twin import Twin
 from lmtwin.uncertainty import Calibrator
@@ -171,12 +169,11 @@ def build_twin(task: Task, train: Arrays, val: Arrays, sel: Arrays, variance: np
     """A twin holding train + validation: train observed, the numeric learner's k chosen
     on validation, then the validation split streamed prequentially (its combination
     weights and intervals learn). ``lm(twin)`` runs in between (language-model scoring
-    on validation steps the twin has not seen). ``pool``: the twin's default numeric
-    pool (persistence, local ridge) or ``wide`` (also a ridge with its penalty chosen by
-    leave-one-out error over up to 256 rows, and kNN)."""
-    predictors: list[Predictor] = [Persistence(), LocalRidge()]
+    on validation steps the twin has not seen). ``pool``: the library's default numeric
+    pool (``numeric_pool``) or ``wide`` (also kNN)."""
+    predictors = numeric_pool()
     if pool == "wide":
-        predictors += [RidgeCV(), NearestNeighbours()]
+        predictors.append(NearestNeighbours())
     # observe_many scores the last ``score_window`` train transitions prequentially (the
     # twin's own bulk-load path); the validation split is then streamed in batches
     twin = Twin(f"{task.name}-{seed}", variables=task.variables, predictors=predictors,
