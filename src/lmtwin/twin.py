@@ -23,7 +23,15 @@ import numpy as np
 
 from lmtwin.errors import BackendError, InvalidValue, NotReady, SchemaError
 from lmtwin.llm.base import LLMBackend
-from lmtwin.predictors import Hedge, LLMPredictor, LocalRidge, Persistence, Predictor, Query
+from lmtwin.predictors import (
+    Hedge,
+    LLMPredictor,
+    LocalRidge,
+    NearestNeighbours,
+    Persistence,
+    Predictor,
+    Query,
+)
 from lmtwin.predictors.base import Forecast
 from lmtwin.predictors.combine import combine
 from lmtwin.predictors.ridge_cv import RidgeCV
@@ -58,13 +66,14 @@ class Simulation:
 
 def default_predictors(backend: LLMBackend | None = None) -> list[Predictor]:
     """Persistence, the numeric in-context learner, a ridge with its penalty chosen by
-    leave-one-out error on the 64 nearest rows (a short series' whole history) and the
-    language model (embedded Gemma 3 270M when ``backend`` is None)."""
+    leave-one-out error on the 64 nearest rows (a short series' whole history), the
+    average change of the 5 nearest rows and the language model (embedded Gemma 3 270M
+    when ``backend`` is None)."""
     if backend is None:
         from lmtwin.llm import LlamaCppBackend
 
         backend = LlamaCppBackend()
-    return [Persistence(), LocalRidge(), RidgeCV(k=64), LLMPredictor(backend)]
+    return [Persistence(), LocalRidge(), RidgeCV(k=64), NearestNeighbours(), LLMPredictor(backend)]
 
 
 class Twin:

@@ -30,7 +30,8 @@ def test_bad_inputs_are_reported_and_the_other_tasks_still_run(tmp_path: Path,
                                                                monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setitem(sys.modules, "pysindy", None)  # an optional dependency is missing
     cfg = _cfg(tasks=["no-such-task", "hare-lynx", "cancer-untreated"],
-               data_dir=tmp_path / "empty", wide_tasks=["cancer-untreated"])
+               data_dir=tmp_path / "empty", wide_tasks=["cancer-untreated"],
+               pools=["default", "wide"])
     out = tmp_path / "out"
     results = suite.run(cfg, None, ["drift", "no-such-scenario"], out, "test")
     tasks = results["tasks"]
@@ -234,4 +235,4 @@ def test_the_bench_twin_has_the_library_default_pool() -> None:
 
     names = [p.name for p in default_predictors(ScriptedBackend([]))]
     assert [p.name for p in numeric_pool()] == [n for n in names if n != "llm"]
-    assert names == ["persistence", "numeric", "ridge", "llm"]
+    assert names == ["persistence", "numeric", "ridge", "knn", "llm"]
