@@ -287,6 +287,9 @@ def bench_tasks(
     merge: Annotated[str | None, typer.Option(
         help="comma-separated folders of runs made in parallel: merge their results.json "
              "into OUT and render the report")] = None,
+    first_seed: Annotated[int, typer.Option(
+        help="the first seed (10 in the protocol; a part on later seeds merges with one "
+             "on the first)")] = 10,
     lmtwin: Annotated[bool, typer.Option(
         help="run the twin (--no-lmtwin: baselines only, for a part merged with a "
              "twin-only part run with --baselines none)")] = True,
@@ -327,8 +330,8 @@ def bench_tasks(
         if value is not None and value < 1:
             console.print(f"[red]error:[/red] --{name.replace('_', '-')} must be at least 1")
             raise typer.Exit(2)
-    if seeds is not None:
-        cfg.seeds = list(range(10, 10 + seeds))
+    if seeds is not None or first_seed != 10:
+        cfg.seeds = list(range(first_seed, first_seed + (seeds or len(cfg.seeds))))
     if patients is not None:
         cfg.sizes = replace(cfg.sizes, patients=(patients, patients, patients))
     if covid_population is not None:

@@ -191,11 +191,19 @@ def test_a_baselines_part_and_a_twin_part_merge_into_one_task(tmp_path: Path) ->
     assert set(merged["methods"]) == set(both["methods"])
     assert merged["ratios"]["frozen"]["ratio"] == pytest.approx(both["ratios"]["frozen"]["ratio"])
     assert merged["ratios"]["frozen"]["best_baseline"] == "persistence[frozen]"
-    other = json.loads((tmp_path / "a" / "results.json").read_text())
-    other["tasks"]["cancer-untreated"]["seeds"] = [10, 11]
-    (tmp_path / "a" / "results.json").write_text(json.dumps(other))
+    # the same two parts on a later seed join seed after seed
+    suite.run(_cfg(tasks=["cancer-untreated"], seeds=[13], baselines=["persistence"],
+                   twin=False), None, [], tmp_path / "c", "c")
+    suite.run(_cfg(tasks=["cancer-untreated"], seeds=[13], baselines=[]), None, [],
+              tmp_path / "d", "d")
+    suite.merge([tmp_path / p for p in "dbca"], tmp_path / "m2")
+    four = json.loads((tmp_path / "m2" / "results.json").read_text())["tasks"][
+        "cancer-untreated"]
+    assert four["seeds"] == [10, 11, 12, 13]
+    assert four["methods"]["lmtwin[frozen]"]["seeds"] == 4
+    assert four["ratios"]["frozen"]["seeds"] == 4
     with pytest.raises(suite.LmtwinError, match="different seeds"):
-        suite.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m2")
+        suite.merge([tmp_path / "a", tmp_path / "d"], tmp_path / "m3")
 
 
 def _short_series(name: str) -> tuple[dict[str, float], dict[str, float]]:

@@ -498,12 +498,17 @@ def _tables(per_seed: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Any],
 
 
 def merge_task(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """One task's results from two parts run on the same seeds with different methods
-    (say, the baselines in one and the twin in the other): methods united, tables and
-    ratios recomputed from the per-seed metrics."""
-    if a.get("seeds") != b.get("seeds") or "per_seed" not in a or "per_seed" not in b:
-        raise LmtwinError(f"cannot merge two runs of {a.get('task')}: different seeds or "
-                          "no per-seed metrics")
+    """One task's results from two parts: run on the same seeds with different methods
+    (say, the baselines in one and the twin in the other: methods united) or with the
+    same methods on other seeds (seeds appended); tables and ratios recomputed from the
+    per-seed metrics."""
+    if "per_seed" not in a or "per_seed" not in b:
+        raise LmtwinError(f"cannot merge two runs of {a.get('task')}: no per-seed metrics")
+    if not set(a["seeds"]) & set(b["seeds"]) and set(a["per_seed"]) == set(b["per_seed"]):
+        return _more_seeds(a, b)
+    if a.get("seeds") != b.get("seeds"):
+        raise LmtwinError(f"cannot merge two runs of {a.get('task')}: different seeds "
+                          "and different methods")
     out = dict(a)
     out["per_seed"] = {**a["per_seed"], **b["per_seed"]}
     out["methods"], out["ratios"] = _tables(out["per_seed"])
@@ -515,6 +520,43 @@ def merge_task(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out["plot"] = dict(a["plot"] or b["plot"])
     if a["plot"] and b["plot"]:
         out["plot"]["methods"] = {**a["plot"]["methods"], **b["plot"]["methods"]}
+    return out
+
+
+def _merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One task's runs from several parts: those with the same methods are joined seed
+    after seed, then the methods of the groups united (each group on the same seeds)."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for r in runs:
+        if "per_seed" not in r:  # a task that could not run
+            return r
+        groups.setdefault(frozenset(r["per_seed"]), []).append(r)
+    joined = []
+    for group in groups.values():
+        group.sort(key=lambda r: min(r["seeds"]))
+        one = group[0]
+        for other in group[1:]:
+            one = merge_task(one, other)
+        joined.append(one)
+    out = joined[0]
+    for other in joined[1:]:
+        out = merge_task(out, other)
+    return out
+
+
+def _more_seeds(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The same methods of one task run on other seeds: per-seed metrics, settings and
+    the language model's runs appended, times added."""
+    out = dict(a)
+    out["seeds"] = a["seeds"] + b["seeds"]
+    out["per_seed"] = {m: a["per_seed"][m] + b["per_seed"][m] for m in a["per_seed"]}
+    out["methods"], out["ratios"] = _tables(out["per_seed"])
+    out["errors"] = {**a["errors"], **b["errors"]}
+    out["settings"] = a["settings"] + b["settings"]
+    out["timing_seconds"] = {k: a["timing_seconds"].get(k, 0.0) + b["timing_seconds"].get(k, 0.0)
+                             for k in {**a["timing_seconds"], **b["timing_seconds"]}}
+    out["lm"] = a["lm"] or b["lm"]
+    out["peak_rss_mb"] = max(a["peak_rss_mb"], b["peak_rss_mb"])
     return out
 
 
@@ -585,6 +627,7 @@ def merge(parts: Sequence[Path], out: Path) -> list[Path]:
     import json
 
     merged: dict[str, Any] | None = None
+    runs: dict[str, list[dict[str, Any]]] = {}
     for part in parts:
         r = json.loads((part / "results.json").read_text())
         info = {"command": r["command"], "config": r["config"], "minutes": r["seconds"] / 60,
@@ -593,17 +636,18 @@ def merge(parts: Sequence[Path], out: Path) -> list[Path]:
             merged = r
             merged["command"] = [r["command"]]
             merged["parts"] = [info]
+            runs = {name: [task] for name, task in r["tasks"].items()}
             continue
         merged["parts"].append(info)
         for name, task in r["tasks"].items():
-            have = merged["tasks"].get(name)
-            merged["tasks"][name] = task if have is None else merge_task(have, task)
+            runs.setdefault(name, []).append(task)
         merged["scenarios"].update(r["scenarios"])
         merged["command"].append(r["command"])
         merged["seconds"] = max(merged["seconds"], r["seconds"])
         merged["peak_rss_mb"] = max(merged["peak_rss_mb"], r["peak_rss_mb"])
     if merged is None:
         raise LmtwinError("nothing to merge: pass the folders of the runs")
+    merged["tasks"] = {name: _merge_runs(task) for name, task in runs.items()}
     merged["command"] = " ; ".join(merged["command"]) + " (in parallel, then merged)"
     return write(merged, out)
 
