@@ -269,22 +269,16 @@ class TwinMethod:
         self._last: dict[str, Any] = {}
 
     def _examples(self, X: np.ndarray, U: np.ndarray, k: int) -> Any:
-        """The k nearest stored transitions of every query, as a ``Batch``."""
-        from lmtwin.predictors.simple import Batch
+        """The k nearest stored transitions of every query, as a ``Batch``: the library's
+        batched path (``predictors.batch.retrieve_batch``, one search for the step)."""
+        from lmtwin.predictors.batch import retrieve_batch
 
         task, twin = self.task, self.twin
         names = sorted(task.states) + sorted(f"a:{a}" for a in task.actions)
         cols = {f"s:{s}": X[:, j] for j, s in enumerate(task.states)}
         cols.update({f"a:{a}": U[:, j] for j, a in enumerate(task.actions)})
-        inputs = np.stack([cols[n if n.startswith("a:") else f"s:{n}"] for n in names], axis=1)
-        ids = twin.retriever.search_batch(cols, len(X), twin.schema, k)
-        Xs, Ds = twin.retriever.arrays(names, list(task.states))
-        if not len(Xs):  # nothing stored yet
-            Xs, Ds = np.full((1, len(names)), np.nan), np.full((1, len(task.states)), np.nan)
-        have = (ids >= 0)[:, :, None]
-        safe = np.clip(ids, 0, None)
-        return Batch(names, list(task.states), inputs, X.copy(),
-                     np.where(have, Xs[safe], np.nan), np.where(have, Ds[safe], np.nan))
+        return retrieve_batch(twin.retriever, twin.schema, cols, names, list(task.states),
+                              X.copy(), k)
 
     def forecasts(self, X: np.ndarray, U: np.ndarray) -> dict[str, tuple[np.ndarray,
                                                                           np.ndarray]]:
