@@ -514,7 +514,7 @@ def merge_task(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out["methods"], out["ratios"] = _tables(out["per_seed"])
     out["errors"] = {**a["errors"], **b["errors"]}
     out["settings"] = [{**x, **y} for x, y in zip(a["settings"], b["settings"], strict=True)]
-    out["timing_seconds"] = {**a["timing_seconds"], **b["timing_seconds"]}
+    out["timing_seconds"] = _add_times(a, b)
     out["lm"] = a["lm"] or b["lm"]
     out["peak_rss_mb"] = max(a["peak_rss_mb"], b["peak_rss_mb"])
     out["plot"] = dict(a["plot"] or b["plot"])
@@ -544,6 +544,12 @@ def _merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _add_times(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    """Both parts' times, added where both spent some (each loads the data)."""
+    ta, tb = a["timing_seconds"], b["timing_seconds"]
+    return {k: ta.get(k, 0.0) + tb.get(k, 0.0) for k in {**ta, **tb}}
+
+
 def _more_seeds(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """The same methods of one task run on other seeds: per-seed metrics, settings and
     the language model's runs appended, times added."""
@@ -553,8 +559,7 @@ def _more_seeds(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out["methods"], out["ratios"] = _tables(out["per_seed"])
     out["errors"] = {**a["errors"], **b["errors"]}
     out["settings"] = a["settings"] + b["settings"]
-    out["timing_seconds"] = {k: a["timing_seconds"].get(k, 0.0) + b["timing_seconds"].get(k, 0.0)
-                             for k in {**a["timing_seconds"], **b["timing_seconds"]}}
+    out["timing_seconds"] = _add_times(a, b)
     out["lm"] = a["lm"] or b["lm"]
     out["peak_rss_mb"] = max(a["peak_rss_mb"], b["peak_rss_mb"])
     return out
