@@ -598,9 +598,9 @@ class Twin:
 
     def simulate(
         self,
-        state: Mapping[str, object],
+        state: Mapping[str, object] | Sequence[Mapping[str, object]],
         plan: Sequence[Mapping[str, object]],
-        n_paths: int = 1,
+        n_paths: int | None = None,
         horizon: int | None = None,
         seed: int | np.random.Generator | None = None,
         predictors: Sequence[str] | None = None,
@@ -611,7 +611,11 @@ class Twin:
         calibrated residuals. Every path is a sample (none is the mean path). ``seed``
         fixes the noise (common random numbers across calls); None draws it from the
         twin's generator. ``predictors`` may name the language model: one call per
-        path-step. Raises NotReady while the intervals are uncalibrated."""
+        path-step. Raises NotReady while the intervals are uncalibrated.
+
+        ``state`` may give one start state per path (a cohort, a filter's state
+        samples): a list of mappings, or a mapping of 1-d arrays of one length; then
+        ``n_paths`` defaults to their number (``intervene.plans.check_starts``)."""
         from lmtwin.intervene import simulate
 
         out = simulate(self, state, plan, n_paths, horizon, seed, predictors)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from lmtwin import LocalRidge, NearestNeighbours, Persistence, Twin, Variable
+from lmtwin.errors import InvalidValue, SchemaError, UnknownVariable
 from lmtwin.intervene import rollout, uniforms
 from lmtwin.intervene.plans import check_plan
 from lmtwin.predictors.simple import Batch, features
@@ -162,3 +163,52 @@ def test_rollout_with_the_embedded_language_model(gemma):
     assert out.answered["numeric"] == 4
     assert out.answered["llm"] >= 3  # a reply it cannot parse is counted, not guessed
     assert 3.0 < out.paths[:, -1, 0].mean() < 6.0  # truth 5 * 0.81 = 4.05
+
+
+def test_simulate_takes_one_start_state_per_path():
+    twin = _twin()
+    plan = [{"u": 0.5}] * 4
+    starts = np.linspace(0.5, 4.0, 50)
+    cohort = twin.simulate([{"x": float(x)} for x in starts], plan, seed=7)
+    assert cohort.paths.shape == (50, 5, 1)
+    assert np.array_equal(cohort.paths[:, 0, 0], starts)
+    # the same as a mapping of arrays, and path i as if every path had started at x_i
+    # (paths are independent given the noise: the same uniforms, the same path)
+    assert np.array_equal(twin.simulate({"x": starts}, plan, seed=7).paths, cohort.paths)
+    for i in (0, 17, 49):
+        alone = twin.simulate({"x": float(starts[i])}, plan, n_paths=50, seed=7)
+        np.testing.assert_allclose(alone.paths[i], cohort.paths[i], rtol=1e-12)
+    # each path follows its own start: x4 = 0.9^4 x0 + 0.5 (1 - 0.9^4) / 0.1
+    truth = 0.9**4 * starts + 0.5 * (1 - 0.9**4) / 0.1
+    assert np.corrcoef(cohort.paths[:, -1, 0], truth)[0, 1] > 0.95
+    assert np.median(np.abs(cohort.paths[:, -1, 0] - truth)) < 0.2
+
+
+@pytest.mark.parametrize(("state", "n_paths", "error", "match"), [
+    ({"x": [1.0, 2.0, np.nan]}, None, InvalidValue, "path 2: not a finite number"),
+    ([{"x": 1.0}, {"x": float("inf")}], None, InvalidValue, "path 1"),
+    ({"x": [1.0, 2.0]}, 3, InvalidValue, "number of start states"),
+    ({"x": [[1.0, 2.0]]}, None, InvalidValue, "1-d"),
+    ({"x": [1.0, 2.0], "z": [0.0, 1.0]}, None, UnknownVariable, "z"),
+    ([{"x": 1.0}, {"x": 2.0, "u": 0.0}], None, SchemaError, "every path must name"),
+    ({"x": [1.0, 2.0], "u": [0.0, 1.0]}, None, SchemaError, "actions"),
+    ([], None, SchemaError, "non-empty"),
+    ({"x": [1.0, True]}, None, InvalidValue, "expected numbers"),
+    ({"x": ["1", "2"]}, None, InvalidValue, "expected numbers"),
+    ("x=1", None, SchemaError, "mapping"),
+])
+def test_bad_start_states_are_refused_and_change_nothing(state, n_paths, error, match):
+    twin = _twin(200)
+    rng_before = twin._rng.bit_generator.state
+    stored = len(twin.retriever)
+    with pytest.raises(error, match=match):
+        twin.simulate(state, [{"u": 0.0}] * 3, n_paths=n_paths)
+    assert twin._rng.bit_generator.state == rng_before
+    assert len(twin.retriever) == stored
+
+
+def test_start_states_outside_a_bound_name_the_path():
+    twin = Twin("b", variables=[Variable("x", lower=0.0), Variable("u", "action", lower=0,
+                                                                   upper=2)])
+    with pytest.raises(InvalidValue, match="path 1: below the lower bound 0"):
+        twin.simulate({"x": [1.0, -1.0]}, [{"u": 0.0}])

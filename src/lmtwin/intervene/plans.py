@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -50,6 +50,79 @@ def check_state(schema: Schema, state: Mapping[str, object]) -> dict[str, float]
     if not any(schema[k].role == "state" for k in clean):
         raise NotReady("nothing to roll forward: the state has no state variable")
     return clean
+
+
+Starts = Mapping[str, object] | Sequence[Mapping[str, object]]
+
+
+def check_starts(schema: Schema, state: Starts,
+                 n_paths: int | None = None) -> tuple[dict[str, np.ndarray], int]:
+    """The start state of every path: each state or context variable's values, shape
+    (n,), and the number of paths n.
+
+    ``state`` is one start state for every path (a mapping of numbers; ``n_paths``, by
+    default 1, says how many), or one per path: a list of mappings naming the same
+    variables, or a mapping of 1-d arrays of one length (a number there applies to every
+    path), e.g. a cohort or a filter's state samples. ``n_paths``, if given with them,
+    must equal their number.
+
+    Raises UnknownVariable, SchemaError (an action in the state, paths naming different
+    variables, not a mapping or list) or InvalidValue (the path and variable named: not
+    a finite number, outside a bound, arrays not 1-d or of different lengths, a count
+    that does not match); NotReady if no state variable is given.
+    """
+    if isinstance(state, Mapping):
+        if all(np.ndim(cast(Any, v)) == 0 for v in state.values()):  # one for every path
+            n = 1 if n_paths is None else check_count("n_paths", n_paths, MAX_PATHS)
+            return {k: np.full(n, v) for k, v in check_state(schema, state).items()}, n
+        columns: dict[str, Any] = {str(k): v for k, v in state.items()}
+    elif isinstance(state, Sequence) and not isinstance(state, (str, bytes)):
+        if not len(state) or not all(isinstance(s, Mapping) for s in state):
+            raise SchemaError("start states per path are a non-empty list of mappings")
+        names = [str(k) for k in state[0]]
+        for i, s in enumerate(state):
+            if sorted(map(str, s)) != sorted(names):
+                raise SchemaError(f"start state {i} names {sorted(map(str, s))}; every path "
+                                  f"must name {sorted(names)}")
+        columns = {k: [s[k] for s in state] for k in names}
+    else:
+        raise SchemaError("a start state is a mapping of values, or one mapping per path")
+    # names and roles first (UnknownVariable before any value's error), as check_state
+    roles = {k: schema[k].role for k in columns}
+    actions = [k for k, r in roles.items() if r == "action"]
+    if actions:
+        raise SchemaError(f"{actions} are actions: give them in the plan, not the state")
+    if "state" not in roles.values():
+        raise NotReady("nothing to roll forward: the state has no state variable")
+    shapes = {k: np.shape(v) for k, v in columns.items() if np.ndim(v) != 0}
+    for name, shape in shapes.items():
+        if len(shape) != 1:
+            raise InvalidValue(name, shape, "start values per path are 1-d")
+    lengths = sorted({shape[0] for shape in shapes.values()})
+    if len(lengths) != 1:
+        raise InvalidValue("state", lengths, "per-path start values of different lengths")
+    n = check_count("n_paths", lengths[0], MAX_PATHS)
+    if n_paths is not None and check_count("n_paths", n_paths, MAX_PATHS) != n:
+        raise InvalidValue("n_paths", n_paths, f"must equal the number of start states ({n})")
+    out = {}
+    for name, v in columns.items():
+        raw = np.asarray(v)
+        listed = v if isinstance(v, (list, tuple)) else []
+        # a bool, a string, None are not values (numpy would read True in a list as 1.0)
+        if raw.dtype.kind not in "iuf" or any(isinstance(e, (bool, np.bool_)) for e in listed):
+            raise InvalidValue(name, v, "expected numbers")
+        values = np.broadcast_to(raw.astype(float), (n,)).copy()
+        var = schema[name]
+        bad, reason = ~np.isfinite(values), "not a finite number"
+        if not bad.any() and var.lower is not None:
+            bad, reason = values < var.lower, f"below the lower bound {var.lower}"
+        if not bad.any() and var.upper is not None:
+            bad, reason = values > var.upper, f"above the upper bound {var.upper}"
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InvalidValue(name, float(values[i]), f"start state of path {i}: {reason}")
+        out[name] = values
+    return out, n
 
 
 def check_plan(schema: Schema, plan: Plan, horizon: int | None = None) -> tuple[list[str],

@@ -67,13 +67,15 @@ def batch_predictors(twin: Twin, names: Sequence[str] | None) -> list[Predictor]
 
 def rollout(
     twin: Twin,
-    state: Mapping[str, float],
+    state: Mapping[str, float | np.ndarray],
     actions: Sequence[str],
     plans: np.ndarray,
     u: np.ndarray | None,
     predictors: Sequence[str] | None = None,
 ) -> Rollout:
-    """Roll ``state`` (validated values) forward under ``plans`` (n, horizon, A).
+    """Roll ``state`` (validated values: a number for every path, or an array (n,) of
+    one start value per path, see ``plans.check_starts``) forward under ``plans``
+    (n, horizon, A).
 
     ``u``: uniforms (n, horizon, targets) for the noise (see ``uniforms``), or None for
     the combined mean path without noise. The caller holds the twin's lock and has
@@ -83,7 +85,8 @@ def rollout(
     n, horizon = plans.shape[0], plans.shape[1]
     check_count("n_paths", n, MAX_PATHS)
     targets = [v for v in schema.states if v in state]
-    contexts = {k: v for k, v in state.items() if k not in targets}
+    starts = {k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in state.items()}
+    contexts = {k: v for k, v in starts.items() if k not in targets}
     chosen = batch_predictors(twin, predictors)
     if u is not None:
         u = np.asarray(u, dtype=float)
@@ -97,7 +100,7 @@ def rollout(
     names = sorted(list(targets) + list(contexts)) + sorted(f"a:{a}" for a in actions)
     k_max = max((p.k for p in chosen), default=0)
     x = np.empty((n, horizon + 1, len(targets)))
-    x[:, 0] = [state[t] for t in targets]
+    x[:, 0] = np.column_stack([starts[t] for t in targets])
     lower = np.array([_bound(schema, t, "lower") for t in targets])
     upper = np.array([_bound(schema, t, "upper") for t in targets])
     scale = np.array([_step(twin, t) for t in targets])
@@ -108,7 +111,7 @@ def rollout(
     for step in range(horizon):
         cur = x[:, step]
         columns = {f"s:{t}": cur[:, j] for j, t in enumerate(targets)}
-        columns.update({f"s:{c}": np.full(n, v) for c, v in contexts.items()})
+        columns.update({f"s:{c}": v for c, v in contexts.items()})
         columns.update({f"a:{a}": plans[:, step, i] for i, a in enumerate(actions)})
         batch = retrieve_batch(twin.retriever, twin.schema, columns, names, targets, cur,
                                k_max)
@@ -179,7 +182,7 @@ def _bound(schema: object, name: str, which: str) -> float:
 
 
 def _ask(twin: Twin, p: Predictor, batch: Batch, columns: dict[str, np.ndarray],
-         targets: list[str], contexts: Mapping[str, float],
+         targets: list[str], contexts: Mapping[str, np.ndarray],
          actions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     predict_batch = getattr(p, "predict_batch", None)
     if predict_batch is not None:
@@ -192,7 +195,7 @@ def _ask(twin: Twin, p: Predictor, batch: Batch, columns: dict[str, np.ndarray],
     ok = np.zeros(n, dtype=bool)
     for i in range(n):
         s = {t: float(batch.current[i, j]) for j, t in enumerate(targets)}
-        s.update(contexts)
+        s.update({c: float(v[i]) for c, v in contexts.items()})
         a = {name: float(columns[f"a:{name}"][i]) for name in actions}
         examples = twin.retriever.search(s, a, twin.schema, k=p.k) if p.k else []
         try:

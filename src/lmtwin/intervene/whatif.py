@@ -13,9 +13,11 @@ from lmtwin.intervene.plans import (
     MAX_PATHS,
     Objective,
     Plan,
+    Starts,
     as_cost,
     check_count,
     check_plan,
+    check_starts,
     check_state,
 )
 from lmtwin.intervene.rollout import Rollout, rollout, uniforms
@@ -24,18 +26,18 @@ if TYPE_CHECKING:
     from lmtwin.twin import Twin
 
 
-def simulate(twin: Twin, state: Mapping[str, object], plan: Plan, n_paths: int = 1,
+def simulate(twin: Twin, state: Starts, plan: Plan, n_paths: int | None = None,
              horizon: int | None = None, seed: int | np.random.Generator | None = None,
              predictors: Sequence[str] | None = None) -> Rollout:
-    """``n_paths`` sampled paths along one plan (``Twin.simulate``)."""
+    """Sampled paths along one plan (``Twin.simulate``): ``n_paths`` from one start
+    state, or one path per start state (``plans.check_starts``)."""
     with twin._lock:
-        s = check_state(twin.schema, state)
+        starts, n_paths = check_starts(twin.schema, state, n_paths)
         actions, values = check_plan(twin.schema, plan, horizon)
-        n_paths = check_count("n_paths", n_paths, MAX_PATHS)
-        targets = [v for v in twin.schema.states if v in s]
+        targets = [v for v in twin.schema.states if v in starts]
         u = uniforms(twin._rng if seed is None else seed, n_paths, len(values), len(targets))
         plans = np.broadcast_to(values, (n_paths, *values.shape)).copy()
-        return rollout(twin, s, actions, plans, u, predictors)
+        return rollout(twin, starts, actions, plans, u, predictors)
 
 
 @dataclass
