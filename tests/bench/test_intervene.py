@@ -25,3 +25,19 @@ def test_random_schedule_spends_the_budget():
     rng = np.random.default_rng(0)
     days = bi._random_schedule(12.0, 5.0, rng)
     assert sum(days) == 12.0 and max(days) <= 5.0 and len(days) == bi.CANCER_DAYS
+
+
+def test_rollout_bench_measures_speed_and_accuracy_in_one_run():
+    res = bi.measure_rollouts(patients=90, n_paths=50, horizon=4, repeats=1, held_out=200,
+                              call_paths=2)
+    assert res["batch_rate"] > 0 and res["ivf_rate"] > 0 and res["call_rate"] > 0
+    assert res["held_out"] == 200 and len(res["load_before"]) == 3
+    assert set(res["mae"]) == {"auto (the twin's kind)", "faiss IVF", "exact numpy"}
+    # an exact search answers as exact search; every forecast is near the truth
+    assert res["vs_exact"]["auto (the twin's kind)"] < 1e-9
+    assert all(np.all(np.isfinite(m)) for m in res["mae"].values())
+    assert res["mae"]["auto (the twin's kind)"][0] < 5.0  # cm3, one day of tumour growth
+    low, _, high = res["v_final"]
+    assert low <= high and res["paths"].shape == (50, 5, 2)
+    assert "KDTreeIndex" in res["compared"]["auto (the twin's kind)"]  # 5,310 transitions
+    assert "FaissIndex" in res["compared"]["faiss IVF"]

@@ -92,82 +92,202 @@ def ratio_ci(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, float,
 
 
 # --- rollouts ----------------------------------------------------------------------------
-def bench_rollouts(out: Path, quick: bool, progress: Progress) -> tuple[str, dict[str, Any]]:
-    patients = 200 if quick else 1000
-    n_paths, horizon = 1000, 30
-    repeats = 3
-    started = time.perf_counter()
-    progress("rollouts: loading the twin", 0, 1)
-    twin = cancer_twin(patients)
-    load_s = time.perf_counter() - started
-    state = {"v": 400.0, "c": 2.0}
-    plan = [{"ca": 5.0 if t % 3 == 0 else 0.0, "ra": 2.0 if t % 5 == 0 else 0.0}
+ROLLOUT_STATE = {"v": 400.0, "c": 2.0}
+
+
+def rollout_plan(horizon: int) -> list[dict[str, float]]:
+    """Chemo every third day, radio every fifth: the plan the rollout bench runs."""
+    return [{"ca": 5.0 if t % 3 == 0 else 0.0, "ra": 2.0 if t % 5 == 0 else 0.0}
             for t in range(horizon)]
-    twin.simulate(state, plan[:2], n_paths=10, seed=0)  # warm: arrays and indexes built
-    batch_s = []
+
+
+def _timed(twin: Twin, plan: list[dict[str, float]], n_paths: int, repeats: int,
+           progress: Progress, what: str) -> tuple[list[float], np.ndarray]:
+    """Seconds of each batched rollout and the last one's paths."""
+    twin.simulate(ROLLOUT_STATE, plan[:2], n_paths=10, seed=0)  # warm: arrays, indexes
+    took = []
     for r in range(repeats):
-        progress("rollouts: batched", r, repeats)
+        progress(f"rollouts: {what}", r, repeats)
         t0 = time.perf_counter()
-        sim = twin.simulate(state, plan, n_paths=n_paths, seed=r)
-        batch_s.append(time.perf_counter() - t0)
-    # the per-call path: one predict per path-step, as simulate did before
-    call_paths = 10
-    call_s = []
+        sim = twin.simulate(ROLLOUT_STATE, plan, n_paths=n_paths, seed=r)
+        took.append(time.perf_counter() - t0)
+    return took, sim.paths
+
+
+def _per_call(twin: Twin, plan: list[dict[str, float]], paths: int, repeats: int,
+              progress: Progress) -> list[float]:
+    """Seconds of ``paths`` paths through one ``Twin.predict`` per path-step (a sample
+    of each prediction fed back), as simulate did before batching."""
     rng = np.random.default_rng(0)
+    took = []
     for r in range(repeats):
         progress("rollouts: per call", r, repeats)
         t0 = time.perf_counter()
-        for _ in range(call_paths):
-            cur = dict(state)
+        for _ in range(paths):
+            cur = dict(ROLLOUT_STATE)
             for step in plan:
                 p = twin.predict(cur, step)
                 row = p.samples[rng.integers(len(p.samples))]
                 cur.update({v: max(0.0, float(x)) for v, x in zip(p.variables, row,
                                                                    strict=True)})
-        call_s.append(time.perf_counter() - t0)
-    batch_rate = n_paths * horizon / statistics.median(batch_s)
-    call_rate = call_paths * horizon / statistics.median(call_s)
-    res = {"transitions": len(twin.retriever), "load_s": load_s, "batch_rate": batch_rate,
-           "call_rate": call_rate, "ratio": batch_rate / call_rate,
-           "batch_s": batch_s, "call_s": call_s, "indexes": twin.retriever.indexes}
-    _fan(out / "intervene_fan.png", twin, state)
-    _bars(out / "intervene_speed.png", batch_rate, call_rate)
-    q = sim.quantiles((0.05, 0.5, 0.95))
+        took.append(time.perf_counter() - t0)
+    return took
+
+
+def _held_out_rows(patients: int, rows: int, seed: int = 2) -> dict[str, np.ndarray]:
+    """``rows`` transitions of protocol patients the twin never saw (seed 2)."""
+    cohort = simulate_patients(patients, seed=seed, steps=60)
+    v = np.concatenate([p.v[:-1] for p in cohort])
+    c = np.concatenate([p.c[:-1] for p in cohort])
+    out = {"v": v, "c": c, "ca": np.concatenate([p.ca for p in cohort]),
+           "ra": np.concatenate([p.ra for p in cohort]),
+           "v1": np.concatenate([p.v[1:] for p in cohort]),
+           "c1": np.concatenate([p.c[1:] for p in cohort])}
+    pick = np.random.default_rng(seed).choice(len(v), size=min(rows, len(v)), replace=False)
+    return {k: a[pick] for k, a in out.items()}
+
+
+def _one_step(twin: Twin, rows: dict[str, np.ndarray]) -> np.ndarray:
+    """The batched mean forecast (v, c) of every held-out row: one rollout step, one
+    start state per path."""
+    from lmtwin.intervene import rollout
+
+    plans = np.column_stack([rows["ca"], rows["ra"]])[:, None, :]
+    with twin._lock:
+        out = rollout(twin, {"v": rows["v"], "c": rows["c"]}, ["ca", "ra"], plans, None)
+    return out.paths[:, 1]
+
+
+def _swap_index(twin: Twin, index: Any) -> Retriever:
+    """The twin's transitions under another index kind (the twin keeps its own)."""
+    other = Retriever(index=index)
+    for t in twin.retriever.transitions:
+        other.add(t)
+    return other
+
+
+def measure_rollouts(patients: int, n_paths: int, horizon: int, repeats: int,
+                     held_out: int, call_paths: int = 10,
+                     progress: Progress = _quiet) -> dict[str, Any]:
+    """Rollout speed (batched with the twin's own index and with last session's faiss
+    IVF; per call) and accuracy (the true path; one-step errors on held-out rows with
+    each index against exact search), all in one run."""
+    import os
+
+    started = time.perf_counter()
+    progress("rollouts: loading the twin", 0, 1)
+    twin = cancer_twin(patients)
+    load_s = time.perf_counter() - started
+    plan = rollout_plan(horizon)
+    load_before = os.getloadavg()
+    batch_s, paths = _timed(twin, plan, n_paths, repeats, progress, "batched")
+    call_s = _per_call(twin, plan, call_paths, repeats, progress)
+    own = twin.retriever
+    rows = _held_out_rows(max(1, held_out // 30), held_out)
+    # each index over the same transitions with the same encoder fit (a fresh retriever
+    # each): only the search differs
+    one_step: dict[str, np.ndarray] = {}
+    kinds: dict[str, str] = {}
+    ivf_s: list[float] = []
+    ivf_paths = paths
+    try:
+        for label, kind in (("auto (the twin's kind)", "auto"), ("faiss IVF", "faiss"),
+                            ("exact numpy", "exact")):
+            progress(f"rollouts: one-step forecasts, {label}", 0, 1)
+            twin.retriever = _swap_index(twin, kind)
+            one_step[label] = _one_step(twin, rows)
+            kinds[label] = ", ".join(twin.retriever.indexes.values())
+            if kind == "faiss":
+                ivf_s, ivf_paths = _timed(twin, plan, n_paths, repeats, progress, label)
+    finally:
+        twin.retriever = own
+    load_after = os.getloadavg()
+    truth = np.column_stack([rows["v1"], rows["c1"]])
+    true_v, true_c = ROLLOUT_STATE["v"], ROLLOUT_STATE["c"]
+    for step in plan:
+        v1, c1 = cancer_step(true_v, true_c, step["ca"], step["ra"])
+        true_v, true_c = float(v1), float(c1)
+    rate = n_paths * horizon
+    return {
+        "patients": patients, "transitions": len(twin.retriever), "load_s": load_s,
+        "n_paths": n_paths, "horizon": horizon, "repeats": repeats,
+        "batch_s": batch_s, "ivf_s": ivf_s, "call_s": call_s, "call_paths": call_paths,
+        "batch_rate": rate / statistics.median(batch_s),
+        "ivf_rate": rate / statistics.median(ivf_s),
+        "call_rate": call_paths * horizon / statistics.median(call_s),
+        "indexes": twin.retriever.indexes, "compared": kinds,
+        "load_before": load_before, "load_after": load_after,
+        "v_final": np.quantile(paths[:, -1, 0], [0.05, 0.5, 0.95]),
+        "ivf_v_final": np.quantile(ivf_paths[:, -1, 0], [0.05, 0.5, 0.95]),
+        "true_v_final": true_v, "held_out": len(truth),
+        "mae": {k: np.median(np.abs(f - truth), axis=0) for k, f in one_step.items()},
+        "vs_exact": {k: float(np.max(np.abs(f - one_step["exact numpy"])))
+                     for k, f in one_step.items()},
+        "paths": paths, "twin": twin,
+    }
+
+
+def bench_rollouts(out: Path, quick: bool, progress: Progress) -> tuple[str, dict[str, Any]]:
+    res = measure_rollouts(200 if quick else 1000, 1000, 30, 3, 2000, progress=progress)
+    twin_index = ", ".join(f"{k}: {v}" for k, v in res["indexes"].items())
+    _fan(out / "intervene_fan.png", res.pop("twin"), ROLLOUT_STATE)
+    _bars(out / "intervene_speed.png", res["batch_rate"], res["ivf_rate"], res["call_rate"])
+    q, qi = res["v_final"], res["ivf_v_final"]
+    mae = res["mae"]
+    runs = lambda xs: ", ".join(f"{s:.2f}" for s in xs)  # noqa: E731
+    lb, la = res["load_before"], res["load_after"]
     md = [
         "## Rollout speed",
         "",
-        f"A cancer twin holding {len(twin.retriever):,} transitions ({patients} protocol "
-        f"patients x 60 days; persistence + the numeric learner; loaded in {load_s:.0f} s), "
-        f"{n_paths:,} paths x {horizon} steps of a chemo/radio plan, median of {repeats} "
-        "runs, both paths measured in this run:",
+        f"A cancer twin holding {res['transitions']:,} transitions ({res['patients']} "
+        f"protocol patients x 60 days; persistence + the numeric learner; loaded in "
+        f"{res['load_s']:.0f} s), {res['n_paths']:,} paths x {res['horizon']} steps of a "
+        f"chemo/radio plan, median of {res['repeats']} runs, every row measured in this "
+        f"run. Load average (1, 5, 15 min) {lb[0]:.1f}, {lb[1]:.1f}, {lb[2]:.1f} at the "
+        f"start, {la[0]:.1f}, {la[1]:.1f}, {la[2]:.1f} at the end (2 cores, shared).",
         "",
-        "| path | path-steps/s | runs (s) |",
-        "|---|---|---|",
-        f"| batched (`Twin.simulate`, lmtwin.intervene) | {batch_rate:,.0f} | "
-        + ", ".join(f"{s:.2f}" for s in batch_s) + " |",
-        f"| per call (one `predict` per path-step, {call_paths} paths) | {call_rate:,.0f} | "
-        + ", ".join(f"{s:.2f}" for s in call_s) + " |",
+        "| path | index | path-steps/s | runs (s) |",
+        "|---|---|---|---|",
+        f"| batched (`Twin.simulate`) | the twin's: exact k-d tree | "
+        f"{res['batch_rate']:,.0f} | {runs(res['batch_s'])} |",
+        f"| batched, last session's index | faiss IVF, nprobe 8 | {res['ivf_rate']:,.0f} | "
+        f"{runs(res['ivf_s'])} |",
+        f"| per call (one `predict` per path-step, {res['call_paths']} paths) | the twin's | "
+        f"{res['call_rate']:,.0f} | {runs(res['call_s'])} |",
         "",
-        f"Ratio batched / per call: **{batch_rate / call_rate:.0f}x**; target 20,000 "
-        f"path-steps/s: **{'met' if batch_rate >= 20_000 else 'not met'}**. Index: "
-        + ", ".join(f"{k}: {v}" for k, v in twin.retriever.indexes.items())
-        + f". Tumour volume after {horizon} days: median {q[1, -1, 0]:.1f} cm3, "
-        f"90% of paths in [{q[0, -1, 0]:.1f}, {q[2, -1, 0]:.1f}].",
+        f"Ratio batched / per call: **{res['batch_rate'] / res['call_rate']:.0f}x**; "
+        f"target 20,000 path-steps/s: **"
+        f"{'met' if res['batch_rate'] >= 20_000 else 'not met'}**. Index: {twin_index} "
+        f"(faiss: {res['compared']['faiss IVF']}).",
+        "",
+        f"Accuracy. Tumour volume after {res['horizon']} days: median {q[1]:.2f} cm3, 90% "
+        f"of paths in [{q[0]:.2f}, {q[2]:.2f}] (with faiss IVF: {qi[1]:.2f}, "
+        f"[{qi[0]:.2f}, {qi[2]:.2f}]); the true simulator: {res['true_v_final']:.2f}. "
+        f"One-step batched forecasts of {res['held_out']:,} held-out transitions "
+        "(patients the twin never saw, one start state per path), median absolute error, "
+        "each index over the twin's transitions with the same encoder fit:",
+        "",
+        "| search | index | v (cm3) | c (mg/m3) | largest difference from exact search |",
+        "|---|---|---|---|---|",
+        *[f"| {k} | {res['compared'][k]} | {mae[k][0]:.2g} | {mae[k][1]:.2g} | "
+          f"{res['vs_exact'][k]:.2g} |" for k in mae],
         "",
         "![speed](intervene_speed.png) ![what-if fan chart](intervene_fan.png)",
         "",
     ]
+    res.pop("paths")
     return "\n".join(md), res
 
 
-def _bars(path: Path, batch: float, call: float) -> None:
+def _bars(path: Path, batch: float, ivf: float, call: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.bar(["per call", "batched"], [call, batch], color=["#999", "#2a7"])
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(["per call", "batched,\nfaiss IVF", "batched,\nk-d tree"], [call, ivf, batch],
+           color=["#999", "#8bc", "#2a7"])
     ax.axhline(20_000, ls="--", color="k", lw=1, label="target 20,000")
     ax.set_yscale("log")
     ax.set_ylabel("path-steps / s")
