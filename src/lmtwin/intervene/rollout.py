@@ -1,8 +1,10 @@
 """Batched rollouts: N paths x H steps through the twin's own predictors, at once.
 
+Paths start from one state or from one start state each (a cohort, a filter's samples).
 At each step the nearest examples of every path come from one batch search (one matrix
-product, or one faiss call on a large store), each numeric predictor answers every path
-in numpy (``predict_batch``), the answers are combined with the twin's Hedge weights,
+product; on a large store one k-d tree query, or one faiss call for embeddings of many
+dimensions) and one gather, each numeric predictor answers every path in numpy
+(``predict_batch``), the answers are combined with the twin's Hedge weights,
 and noise is drawn from the calibrated residuals: ``sigma * q(u)``, where ``q`` is the
 inverse distribution of the twin's recent normalised residuals of similar difficulty
 (``Calibrator.residual_quantiles``, five bins of sigma) and ``u`` uniforms drawn
