@@ -42,13 +42,13 @@ def test_faults_change_only_their_readings():
 def test_events_are_scored_by_first_alarm_in_their_window():
     stream = Stream("tank", 0, "stuck", [], [("e", float(i), {}) for i in range(100)], 10,
                     [Event("stuck", 20, 30, 30), Event("stuck", 60, 70, 70)])
-    run = Run(stream, np.array([15, 25, 26, 75]), np.array(["x"] * 4), *([np.zeros(4)] * 5),
+    run = Run(stream, np.array([15, 25, 26, 75]), np.array(["x"] * 4), *([np.zeros(4)] * 7),
               alerted={(15, "x"), (25, "x"), (26, "x"), (75, "x")}, seconds=0.0,
               live=Setting("lmtwin", (("alpha", 0.1),)))
     out = bench.score(run, Setting("lmtwin", (("alpha", 0.1),)))
     assert out.delays == [5, None]  # the alarm at 75 is after the second fault ended
     clean = Run(Stream("tank", 0, "none", [], stream.rows, 10), np.arange(10, 100),
-                np.array(["x"] * 90), *([np.zeros(90)] * 5), alerted={(50, "x"), (5, "x")},
+                np.array(["x"] * 90), *([np.zeros(90)] * 7), alerted={(50, "x"), (5, "x")},
                 seconds=0.0, live=Setting("lmtwin", (("alpha", 0.1),)))
     got = bench.score(clean, Setting("lmtwin", (("alpha", 0.1),)))
     assert got.false_per_1000 == 1000 / 90  # the warm-up alarm does not count
@@ -58,10 +58,14 @@ def test_events_are_scored_by_first_alarm_in_their_window():
 
 
 def test_live_monitor_and_replay_agree():
-    setting = Setting("lmtwin", (("alpha", 0.02), ("threshold", 100.0), ("jump", 0.1)))
+    setting = Setting("lmtwin", (("alpha", 0.02), ("h", 4.0), ("k", 0.5)))
     clean = bench.clean_stream("tank", 4, TINY)
     run = bench.run_stream(bench.fault_stream(clean, "stuck", 0.25, TINY), setting)
     assert len(run.row) > 0 and run.alerted  # the monitor raised alerts on the twin
+    # a score is dated by the reading it judges: the reading before it is its previous
+    level = run.variable == "level"
+    before = [run.stream.rows[i - 1][2]["level"] for i in run.row[level]]
+    assert np.allclose(run.previous[level], before)
     mask_rows = {}
     for var in np.unique(run.variable):
         mask = run.variable == var

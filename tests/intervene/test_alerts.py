@@ -12,14 +12,17 @@ from crepes.martingales import SimpleJumper, StepBettingFunction
 from lmtwin import LocalRidge, Persistence, Twin, Variable
 from lmtwin.errors import StoreError
 from lmtwin.intervene.alerts import (
+    SCALES,
     Alert,
     AlertAcknowledged,
     AlertNotFound,
     DriftDetector,
     Monitor,
+    Shift,
     Window,
     acknowledge,
     alerts,
+    normal_score,
     one_sided,
 )
 from lmtwin.store import MemoryStore, SQLiteStore
@@ -134,26 +137,107 @@ def test_monitor_flags_a_spike_and_not_normal_readings():
     alert = raised[0]
     assert alert.variable == "x" and alert.episode == "e" and alert.t == 300.0
     assert alert.p_value <= 0.01 and alert.level == 0.01 and alert.acknowledged is None
-    # an anomalous residual does not join the calibration window
-    assert monitor.n("x") == n_before
+    # an anomalous residual joins the window at its largest ordinary residual
+    assert monitor.n("x") == n_before + 1
+    assert monitor.residuals["x"].abs.top() < 8.0
     assert monitor.alerts()[ordinary:] == raised
 
 
 def test_monitor_raises_drift_on_a_sustained_shift_and_resets():
-    monitor = Monitor(store=MemoryStore(), name="pump", alpha=1e-6, threshold=1000.0)
+    monitor = Monitor(store=MemoryStore(), name="pump", alpha=1e-6, h=8.0, k=0.5)
     _warm(monitor, 500)
     rng = np.random.default_rng(5)
     kinds: list[str] = []
     steps = 0
     while "drift" not in kinds:
         steps += 1
-        kinds += [a.kind for a in monitor.check("x", 3.5 + rng.normal(0, 0.2), 0.0, 1.0)]
-        assert steps < 30
+        # a bias of one residual sd: the CUSUM climbs about 0.5 a reading
+        kinds += [a.kind for a in monitor.check("x", 1.0 + rng.normal(), 0.0, 1.0, "e",
+                                                500.0 + steps)]
+        assert steps < 40
     drift = next(a for a in monitor.alerts() if a.kind == "drift")
-    assert drift.martingale >= 1000.0 and drift.level == 1000.0
-    assert monitor.detectors["x"].cusum_ == 1.0  # started afresh
-    # each variable has its own martingale
-    assert "y" not in monitor.detectors
+    assert drift.martingale >= 8.0 and drift.level == 8.0
+    assert monitor.shifts["x"].value == 0.0  # started afresh
+    assert "y" not in monitor.shifts  # each variable has its own CUSUM
+    # the optional test martingale raises its own drift alarms at its threshold
+    both = Monitor(store=MemoryStore(), name="pump", alpha=1e-6, h=1e9, threshold=100.0)
+    _warm(both, 500)
+    found = [a for i in range(60) for a in both.check("x", 4.0, 0.0, 1.0, "e", 600.0 + i)]
+    assert found and {a.level for a in found} == {100.0}
+
+
+def test_shift_cusum_is_calibrated_on_normal_scores_and_fast_on_a_bias():
+    rng = np.random.default_rng(8)
+    scores = [normal_score(float(p)) for p in rng.uniform(size=20000)]
+    assert abs(np.mean(scores)) < 0.03 and abs(np.std(scores) - 1) < 0.03
+    cusum = Shift(h=8.0, k=0.5)
+    assert sum(cusum.update(x) for x in scores) <= 3  # Gaussian run length ~ 10^4
+    cusum.reset()
+    delays = []
+    for sign in (1.0, -1.0):  # both directions
+        steps = 1
+        while not cusum.update(sign * 2.0 + float(rng.normal())):
+            steps += 1
+        delays.append(steps)
+    assert max(delays) <= 10 and cusum.alarm_ >= 8.0
+    with pytest.raises(ValueError):
+        Shift(h=0.0)
+
+
+def test_scale_is_learnt_from_the_residuals():
+    """Relative noise (1% of the reading) while the difficulty follows something else:
+    the monitor normalises by the reading's size; additive noise: by a constant."""
+    rng = np.random.default_rng(9)
+    relative = Monitor(store=MemoryStore(), name="a", alpha=0.002, window=1000)
+    additive = Monitor(store=MemoryStore(), name="b", alpha=0.002, window=1000)
+    for i in range(1000):
+        size = float(np.exp(rng.uniform(0, 6)))  # readings from 1 to 400
+        sigma = float(rng.uniform(0.2, 2.0))  # a difficulty unrelated to the noise
+        relative.check("v", size * (1 + 0.01 * rng.normal()), size, sigma * size * 0.05,
+                       "e", float(i), previous=size)
+        additive.check("v", size + 0.2 * rng.normal(), size, sigma, "e", float(i),
+                       previous=size)
+    assert relative.scale("v") == "relative" and additive.scale("v") == "absolute"
+    assert relative.n("v") == 997  # the episode's first 3 readings are judged apart
+    # a 5% jump on a small reading whose difficulty is the largest: flagged
+    raised = relative.check("v", 1.05, 1.0, 2.0 * 0.05, "e", 1000.0, previous=1.0)
+    assert [a.kind for a in raised] == ["anomaly"]
+
+
+def test_a_spike_is_flagged_from_the_residuals_into_and_out_of_it():
+    """Each residual alone is not extreme enough; the pair (one way into the reading,
+    the other way out of it) is, and the alert names the spiked reading."""
+    rng = np.random.default_rng(10)
+    monitor = Monitor(store=MemoryStore(), name="pump", alpha=0.002, window=1000)
+    for i in range(1000):
+        monitor.check("x", float(rng.normal()), 0.0, 1.0, "e", float(i))
+    assert monitor.scale("x") in SCALES and not monitor.alerts()
+    into = monitor.check("x", 2.9, 0.0, 1.0, "e", 1000.0)
+    assert into == [] and monitor.last_ is not None and monitor.last_.p > 0.002
+    out = monitor.check("x", -2.9, 0.0, 1.0, "e", 1001.0)
+    assert [(a.kind, a.t, a.actual) for a in out] == [("anomaly", 1000.0, 2.9)]
+    assert monitor.last_ is not None and monitor.last_.pair <= 0.002
+    # a pair never spans two episodes
+    monitor.check("x", 3.0, 0.0, 1.0, "e", 1002.0)
+    assert monitor.check("x", -3.0, 0.0, 1.0, "other", 0.0) == []
+
+
+def test_an_episodes_first_readings_are_judged_apart():
+    """A new episode's first readings (a cold start: large residuals) are compared with
+    other episodes' first readings, not with the settled ones, and feed no drift."""
+    monitor = Monitor(store=MemoryStore(), name="ward", alpha=0.01, window=2000, settle=2)
+    rng = np.random.default_rng(11)
+    for patient in range(120):
+        for t in range(1, 12):
+            big = t <= 2  # the first two residuals of a patient are 20x the others
+            monitor.check("c", float(rng.normal(0, 20.0 if big else 1.0)), 0.0, 1.0,
+                          f"p{patient}", float(t))
+            assert monitor.last_ is not None and monitor.last_.start == big
+    assert len(monitor.starts["c"]) >= 230
+    assert sum(a.kind == "drift" for a in monitor.alerts()) == 0
+    assert len(monitor.alerts()) <= 25  # about alpha of the 1320 readings
+    with pytest.raises(ValueError):
+        Monitor(store=MemoryStore(), name="ward", settle=-1)
 
 
 def test_subscribers_receive_stored_alerts():
@@ -163,7 +247,7 @@ def test_subscribers_receive_stored_alerts():
     _warm(monitor, 200)
     assert seen == monitor.alerts()
     seen.clear()
-    raised = monitor.check("x", -9.0, 0.0, 1.0)
+    raised = monitor.check("x", -9.0, 0.0, 1.0, "e", 200.0)
     assert seen == raised and seen[0].id > 0
 
 
@@ -222,7 +306,7 @@ def test_monitor_watches_a_twin_end_to_end(tmp_path):
     path = tmp_path / "plant.db"
     twin = Twin("plant", variables=[Variable("x"), Variable("u", "action")], store=path,
                 predictors=[Persistence(), LocalRidge()])
-    monitor = Monitor(twin, alpha=0.002, window=600, threshold=1000.0)
+    monitor = Monitor(twin, alpha=0.002, window=600)
     rng = np.random.default_rng(6)
     x, t = 1.0, 0
     gain = 1.0

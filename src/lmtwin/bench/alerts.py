@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from lmtwin.errors import DependencyNotInstalled
-from lmtwin.intervene.alerts import DriftDetector, Monitor
+from lmtwin.intervene.alerts import Monitor, Shift
 from lmtwin.predictors import LocalRidge, Persistence
 from lmtwin.schema import Variable
 from lmtwin.scoring import Score
@@ -84,7 +84,8 @@ class Stream:
 @dataclass
 class Run:
     """The residuals a twin scored on one stream: ``row`` is the row index of the reading
-    judged; ``p`` and ``ps`` the monitor's p-values (plain and smoothed)."""
+    judged; ``p`` and ``ps`` the monitor's anomaly p-values (plain and smoothed), ``pp``
+    its spike test's p-value for the reading before, ``x`` its drift CUSUM's score."""
 
     stream: Stream
     row: np.ndarray
@@ -94,6 +95,8 @@ class Run:
     previous: np.ndarray
     p: np.ndarray
     ps: np.ndarray
+    pp: np.ndarray
+    x: np.ndarray
     alerted: set[tuple[int, str]]  # (row, variable) of the Monitor's stored alerts
     seconds: float
     live: Setting | None = None  # the lmtwin setting the Monitor ran with, if any
@@ -222,38 +225,41 @@ def run_stream(stream: Stream, live: Setting | None = None) -> Run:
     """Feed ``stream`` to a fresh twin with a Monitor attached (``live``'s settings, or
     one that never raises a drift alarm, to record p-values); record every score."""
     params = (dict(live.params) if live is not None
-              else {"alpha": ALPHA, "threshold": 1e300, "jump": 0.01})
+              else {"alpha": ALPHA, "h": 1e300, "k": 0.5})
     twin = Twin(f"{stream.system}{stream.seed}", variables=stream.variables,
                 store=MemoryStore(), predictors=[Persistence(), LocalRidge()],
                 score_window=10**9, costly_every=0)
-    monitor = Monitor(twin, alpha=params["alpha"], window=WINDOW,
-                      threshold=params["threshold"],
-                      jump=params["jump"], seed=stream.seed)
+    monitor = Monitor(twin, alpha=params["alpha"], window=WINDOW, h=params["h"],
+                      k=params["k"], seed=stream.seed)
     index = {(ep, t): i for i, (ep, t, _) in enumerate(stream.rows)}
     rec: dict[str, list[Any]] = {k: [] for k in ("row", "variable", "z", "r", "previous",
-                                                 "p", "ps")}
+                                                 "p", "ps", "pp", "x")}
 
     def record(score: Score) -> None:  # runs after the monitor's listener
         if monitor.last_ is None:
             return
-        rec["row"].append(index[(score.episode, score.t)] + 1)
+        verdict = monitor.last_
+        rec["row"].append(index[(score.episode, score.t)])  # a score is dated its reading
         rec["variable"].append(score.target)
         rec["z"].append((score.actual - score.combined) / score.sigma)
         rec["r"].append(score.actual - score.combined)
         rec["previous"].append(score.previous)
-        rec["p"].append(monitor.last_[0])
-        rec["ps"].append(monitor.last_[1])
+        rec["p"].append(verdict.p)
+        rec["ps"].append(verdict.smooth)
+        rec["pp"].append(verdict.pair)
+        rec["x"].append(verdict.shift)
 
     twin.add_listener(record)
     started = time.perf_counter()
     for ep, t, values in stream.rows:
         twin.observe(values, episode=ep, t=t)
     seconds = time.perf_counter() - started
-    alerted = {(index[(a.episode, a.t)] + 1, a.variable) for a in monitor.alerts()}
+    alerted = {(index[(a.episode, a.t)], a.variable) for a in monitor.alerts()}
     twin.close()
-    f = {k: np.array(rec[k], dtype=float) for k in ("z", "r", "previous", "p", "ps")}
+    f = {k: np.array(rec[k], dtype=float) for k in ("z", "r", "previous", "p", "ps", "pp", "x")}
     return Run(stream, np.array(rec["row"], dtype=int), np.array(rec["variable"]),
-               f["z"], f["r"], f["previous"], f["p"], f["ps"], alerted, seconds, live)
+               f["z"], f["r"], f["previous"], f["p"], f["ps"], f["pp"], f["x"], alerted,
+               seconds, live)
 
 
 def residual_sigma(run: Run) -> float:
@@ -285,9 +291,9 @@ class Setting:
 
 def grid() -> list[Setting]:
     """The settings tried on the tuning seeds (the 3-sigma rule has none to tune)."""
-    out = [Setting("lmtwin", (("alpha", a), ("threshold", c), ("jump", j)))
-           for a in (ALPHA, 2 * ALPHA) for c in (1000, 3000, 10000, 30000)
-           for j in (0.01, 0.1)]
+    out = [Setting("lmtwin", (("alpha", a), ("h", h), ("k", k)))
+           for a in (ALPHA / 2.5, ALPHA) for h in (5, 6, 8, 10, 12, 15)
+           for k in (0.5, 1.0)]
     out += [Setting("ADWIN", (("delta", d), ("input", x)))
             for d in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6) for x in ("z", "|z|")]
     out += [Setting("Page-Hinkley", (("threshold", h), ("input", x)))
@@ -312,13 +318,20 @@ def alarms(run: Run, setting: Setting) -> set[tuple[int, str]]:
 
 def _detect(method: str, params: dict[str, Any], run: Run, mask: np.ndarray) -> list[int]:
     if method == "lmtwin":
-        # the Monitor's verdicts replayed from the p-values it recorded (with ALPHA; at
-        # another alpha the replay is close, not exact: an anomaly's residual stays out
-        # of the calibration window). Scored seeds run the chosen Monitor live.
-        martingale = DriftDetector(params["threshold"], params["jump"])
+        # the Monitor's verdicts replayed from what it recorded (with ALPHA; at another
+        # alpha the replay is close, not exact: an anomaly's residual stays out of the
+        # windows). A spike test's alarm is on the reading before. Scored seeds run the
+        # chosen Monitor live.
+        cusum = Shift(params["h"], params["k"])
         alpha = params["alpha"]
-        return [i for i, (p, ps) in enumerate(zip(run.p[mask], run.ps[mask], strict=True))
-                if martingale.update(float(ps)) | (p <= alpha)]
+        hits = []
+        for i, (p, pp, x) in enumerate(zip(run.p[mask], run.pp[mask], run.x[mask],
+                                           strict=True)):
+            if pp <= alpha and i:
+                hits.append(i - 1)
+            if (p <= alpha) | (math.isfinite(x) and cusum.update(float(x))):
+                hits.append(i)
+        return hits
     z = run.z[mask]
     if method == "3-sigma":
         return _three_sigma(z)
@@ -513,10 +526,15 @@ def report(results: Results, figures: Sequence[Path] = (), command: str = "") ->
         "alarms: alarms on the fault-free streams' scored part per 1,000 scored readings "
         "(one reading = one variable at one time), mean ± sd over seeds.",
         "",
-        "Detectors: lmtwin = the `Monitor` on the twin (an anomaly when the conformal "
-        f"p-value against the last {WINDOW} normalised residuals is at most alpha; a "
-        "drift alarm when the CUSUM of a Simple Jumper conformal test martingale "
-        "reaches its threshold). ADWIN and Page-Hinkley (river) and the 3-sigma rule "
+        "Detectors: lmtwin = the `Monitor` on the twin: residuals normalised by a scale "
+        "it learns per variable (the twin's difficulty, a constant or the reading's "
+        "size, whichever leaves the lightest tail); an anomaly when the conformal "
+        f"p-value of |e| against the last {WINDOW} is at most alpha, or when the "
+        "p-value of the spike score of two consecutive readings (the smaller |e| when "
+        "of opposite signs) is; a drift alarm when a two-sided CUSUM (allowance k) of the "
+        "normal scores of the signed residuals' smoothed conformal p-values reaches h; "
+        "a patient's first 3 readings judged among other patients' first readings. "
+        "ADWIN and Page-Hinkley (river) and the 3-sigma rule "
         "(|z - mean| > 3 sd of the previous 2,000) read z = residual / the twin's "
         "difficulty estimate, or |z|. Chosen settings: "
         + "; ".join(s.label for s in results.chosen.values()) + ". On the tuning seeds "
@@ -601,23 +619,22 @@ def _example_plot(results: Results, run: Run, out: Path, plt: Any) -> Path:
     lo, hi = onset - 120, min(len(stream.rows), onset + 80)
     mask = (run.variable == "level") & (run.row >= lo) & (run.row < hi)
     params = dict(results.chosen["lmtwin"].params)
-    martingale = DriftDetector(params["threshold"], params["jump"])
+    detector = Shift(params["h"], params["k"])
     cusum = []
-    for ps, row in zip(run.ps[run.variable == "level"], run.row[run.variable == "level"],
-                       strict=True):
-        martingale.update(float(ps))
+    level = run.variable == "level"
+    for x, row in zip(run.x[level], run.row[level], strict=True):
+        alarm = math.isfinite(x) and detector.update(float(x))
         if lo <= row < hi:
-            cusum.append(max(martingale.cusum_, martingale.alarm_ if martingale.n_ == 0
-                             else 0.0))
+            cusum.append(detector.alarm_ if alarm else detector.value)
     rows = run.row[mask]
     fig, (a1, a2, a3) = plt.subplots(3, 1, figsize=(10, 6.5), sharex=True)
     a1.plot(range(lo, hi), [stream.rows[i][2]["level"] for i in range(lo, hi)], lw=1)
     a1.set_ylabel("level read (cm)")
     a2.plot(rows, run.z[mask], lw=1)
     a2.set_ylabel("z = residual / sigma")
-    a3.semilogy(rows, cusum, lw=1)
-    a3.axhline(params["threshold"], color="grey", ls="--", lw=1)
-    a3.set_ylabel("lmtwin CUSUM")
+    a3.plot(rows, cusum, lw=1)
+    a3.axhline(params["h"], color="grey", ls="--", lw=1)
+    a3.set_ylabel("lmtwin drift CUSUM")
     a3.set_xlabel("reading")
     for ax in (a1, a2, a3):
         ax.axvline(onset, color="crimson", lw=1)

@@ -4,21 +4,24 @@ test martingale per variable.
 Data flow::
 
     twin.observe -> the twin scores the new transition -> Monitor.update(score)
-        nonconformity |actual - predicted| / sigma among the variable's recent ones
-        p (not smoothed) <= alpha                      -> an "anomaly" alert
-        p (smoothed) -> Simple Jumper martingale (crepes' betting function)
-            CUSUM of its bets >= threshold             -> a "drift" alert, then reset
+        e = (actual - predicted) / a scale learnt per variable (Residuals)
+        p of |e| among the variable's recent ones <= alpha          -> "anomaly"
+        p of the into-and-out-of score of two readings <= alpha    -> "anomaly" (spike)
+        normal scores of the signed e's smoothed p-values
+            two-sided CUSUM >= h                                    -> "drift", reset
+        (optional) Simple Jumper martingale (crepes' betting function) on the p of |e|
+            CUSUM of its bets >= threshold                          -> "drift", reset
     alerts -> store.append_record(twin, "alert", ...)     append-only
     acknowledgements -> store.append_record(twin, "alert_ack", {"alert": id, ...})
 
-False alarms follow from the two levels. While a variable's residuals are exchangeable
-(no fault), an observation is flagged anomalous with probability at most ``alpha``, and
-the drift detector's mean time to a false alarm is at least ``threshold`` observations:
-the CUSUM of a test martingale's bets is an e-detector (Shin, Ramdas and Rinaldo 2023),
-and by Ville's inequality the martingale itself, started afresh at any point, crosses
-``threshold`` with probability at most ``1 / threshold``. So at most about
-``alpha + 1 / threshold`` false alarms per observation and variable. A learning twin's
-residuals are only roughly exchangeable, so the bench measures the real rate.
+False alarms follow from the levels. While a variable's residuals are exchangeable (no
+fault), each p-value test flags a reading with probability at most ``alpha``; the drift
+CUSUM reads exactly standard normal scores, so its mean time to a false alarm is the
+Gaussian CUSUM's run length at ``h`` and ``k``; the test martingale's, at least
+``threshold`` (its bets' CUSUM is an e-detector, Shin, Ramdas and Rinaldo 2023). The
+martingale was the drift test before: on the bench it needed 32 readings (median) to
+flag a dynamics step that the CUSUM flags in a few. A learning twin's residuals are only
+roughly exchangeable, so the bench measures the real rate.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class Scored(Protocol):
     actual: float
     combined: float
     sigma: float
+    previous: float
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,10 @@ class Window:
     def __len__(self) -> int:
         return len(self._order)
 
+    def top(self) -> float:
+        """The largest score held (infinity while empty)."""
+        return float(self._sorted[-1]) if len(self._sorted) else math.inf
+
     def pvalues(self, score: float, theta: float) -> tuple[float, float]:
         """(p-value, smoothed p-value) of ``score``; ``theta`` is the smoothing's uniform
         tie-breaking draw."""
@@ -225,6 +233,179 @@ class Window:
         self._sorted = np.insert(self._sorted, int(np.searchsorted(self._sorted, score)), score)
 
 
+SCALES = ("sigma", "absolute", "relative")
+
+
+class Shift:
+    """A two-sided CUSUM on the normal scores of smoothed conformal p-values:
+    ``x = Phi^-1(1 - p)`` where ``p`` is the upper-tail p-value of the signed normalised
+    residual among the variable's recent ones. While the residuals are exchangeable the
+    smoothed ``p`` is uniform, so ``x`` is exactly standard normal whatever the residuals'
+    own distribution (heavy tails included), and the CUSUM's false-alarm rate is the
+    Gaussian one. A change of the dynamics biases the residuals one way: ``x`` drifts
+    off zero and the CUSUM climbs by about ``|mean(x)| - k`` a reading.
+
+    Args:
+        h: the alarm level (both sides); the CUSUM starts afresh after an alarm.
+        k: the allowance subtracted each reading (half the shift to detect fastest).
+    """
+
+    def __init__(self, h: float = 8.0, k: float = 0.5) -> None:
+        if not h > 0 or not k >= 0:
+            raise ValueError("the CUSUM needs h > 0 and k >= 0")
+        self.h = h
+        self.k = k
+        self.alarm_ = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.up_ = 0.0
+        self.down_ = 0.0
+
+    @property
+    def value(self) -> float:
+        return max(self.up_, self.down_)
+
+    def update(self, x: float) -> bool:
+        """Add one normal score; True when either side reaches ``h`` (then reset)."""
+        self.up_ = max(0.0, self.up_ + x - self.k)
+        self.down_ = max(0.0, self.down_ - x - self.k)
+        if self.value >= self.h:
+            self.alarm_ = self.value
+            self.reset()
+            return True
+        return False
+
+
+def normal_score(p: float) -> float:
+    """``Phi^-1(1 - p)``, the standard normal quantile of a p-value's complement."""
+    from scipy.special import ndtri
+
+    return float(-ndtri(min(max(p, 1e-12), 1 - 1e-12)))
+
+
+class Residuals:
+    """One variable's recent residuals, the scale that normalises them, and the sorted
+    windows of normalised scores its p-values are computed from.
+
+    The scale is learnt from the residuals: of the twin's difficulty ``sigma``, a constant
+    (additive sensor noise) and the previous reading's size (relative noise), the one
+    whose normalised residuals have the lightest tail (smallest ratio of the 99% to the
+    50% quantile of ``|e|``), chosen again every ``rechoose`` residuals. Measured on
+    the bench's fault-free streams (tuning seeds): the twin's difficulty counts the
+    predicted change, but the one-step residual is mostly sensor noise (tank: residual sd
+    0.23-0.26 cm in every quartile of a difficulty ranging 0.45-0.69; cancer volume:
+    about 1% of the reading whatever the relative difficulty, 4-10%), so residual /
+    difficulty mixed scales and a 5-sigma spike scored below the fault-free 99.95% quantile
+    on the cancer in 13 of 30 cases (3 of 30 with the relative scale and the pair test).
+
+    Windows: ``abs`` of ``|e|`` (the anomaly test), ``signed`` of ``e`` (the drift test's
+    p-values) and ``pair`` of the into-and-out-of score of consecutive readings
+    (``pair_score``: a spike on one reading pushes the residual into it one way and the
+    one out of it the other way).
+    """
+
+    def __init__(self, size: int, rechoose: int = 200) -> None:
+        self.size = size
+        self.rechoose = rechoose
+        # (residual, sigma, previous) of each reading, and of the episode's reading
+        # before it (NaNs when it had none): enough to renormalise everything
+        self.raw: deque[tuple[float, float, float, float, float, float]] = deque(maxlen=size)
+        self.scale = "sigma"
+        self.floor = 0.0  # added to |previous| for the relative scale (readings at 0)
+        self.abs = Window(size)
+        self.signed = Window(size)
+        self.pair = Window(size)
+        self._since = 0
+
+    def unit(self, sigma: float, previous: float) -> float:
+        if self.scale == "absolute":
+            return 1.0
+        if self.scale == "relative":
+            unit = abs(previous) + self.floor if math.isfinite(previous) else math.nan
+            return unit if unit > 0 else math.nan
+        return sigma
+
+    def normalise(self, residual: float, sigma: float, previous: float) -> float:
+        unit = self.unit(sigma, previous)
+        return residual / unit if math.isfinite(unit) and unit > 0 else math.nan
+
+    def add(self, reading: tuple[float, float, float],
+            before: tuple[float, float, float] | None) -> None:
+        """Keep one reading's (residual, sigma, previous), with the episode's reading
+        before it (None: none, or not kept)."""
+        self.raw.append((*reading, *(before or (math.nan,) * 3)))
+        e = self.normalise(*reading)
+        self.abs.add(abs(e))
+        self.signed.add(e)
+        if before is not None:
+            self.pair.add(pair_score(self.normalise(*before), e))
+        self._since += 1
+        if self._since >= self.rechoose and len(self.raw) >= self.rechoose:
+            self._since = 0
+            self.choose()
+
+    def choose(self) -> None:
+        """Pick the scale with the lightest tail and rebuild the windows with it."""
+        r, s, prev, r0, s0, prev0 = (np.array(x, dtype=float)
+                                     for x in zip(*self.raw, strict=True))
+        size = np.abs(prev[np.isfinite(prev)])
+        floor = 0.01 * float(np.median(size)) if size.size else 0.0
+        units = {"sigma": s, "absolute": np.ones_like(r), "relative": np.abs(prev) + floor}
+        best, best_ratio = self.scale, math.inf
+        for name in SCALES:
+            e = np.abs(r / units[name])
+            if not np.all(np.isfinite(e)):
+                continue
+            q50, q99 = np.quantile(e, [0.5, 0.99])
+            if q50 > 0 and q99 / q50 < best_ratio:
+                best, best_ratio = name, float(q99 / q50)
+        self.scale, self.floor = best, floor
+        e = r / units[best]
+        e0 = r0 / {"sigma": s0, "absolute": np.ones_like(r0),
+                   "relative": np.abs(prev0) + floor}[best]
+        self.abs, self.signed, self.pair = (Window(self.size) for _ in range(3))
+        for value, first in zip(e.tolist(), e0.tolist(), strict=True):
+            self.abs.add(abs(value))
+            self.signed.add(value)
+            if math.isfinite(first):
+                self.pair.add(pair_score(first, value))
+
+
+def pair_score(before: float, after: float) -> float:
+    """How much two consecutive normalised residuals look like a spike between them: the
+    smaller of ``|before|`` and ``|after|`` when they have opposite signs, else 0. Both
+    must be large: with ``|before - after|`` one outlier alone made its ordinary
+    neighbour look like a spike."""
+    return min(abs(before), abs(after)) if before * after < 0 else 0.0
+
+
+@dataclass
+class Verdict:
+    """What the monitor computed for the last reading it judged (for benches and plots).
+
+    ``p``/``smooth``: the anomaly p-value (plain, smoothed); ``pair``: the spike test's
+    p-value for the episode's previous reading (NaN: not tested); ``shift``: the drift
+    CUSUM's normal score (NaN on an episode's first readings); ``start``: one of the
+    episode's first ``settle`` readings."""
+
+    p: float
+    smooth: float
+    pair: float
+    shift: float
+    start: bool
+
+
+@dataclass
+class _Last:
+    """An episode's last judged reading of a variable."""
+
+    count: int
+    reading: tuple[float, float, float] | None  # (residual, sigma, previous); None: unkept
+    base: dict[str, Any]
+    flagged: bool
+
+
 class Monitor:
     """Raises anomaly and drift alerts from a twin's scored predictions and keeps them in
     the twin's store.
@@ -235,20 +416,42 @@ class Monitor:
     without raising alerts. Without a twin, pass ``store`` and ``name`` and call
     ``check`` yourself.
 
-    The p-values come from the monitor's own window of the variable's normalised
-    residuals (the twin's interval calibrator keeps 300, too few to resolve a p-value of
-    ``alpha``: a p-value is never below ``1 / (window + 1)``), fed the same residuals.
-    A residual flagged anomalous is not added to that window, so one fault does not
-    hide the next.
+    Each variable's residuals are normalised by a scale learnt from them (``Residuals``:
+    the twin's difficulty, a constant or the reading's size). Three tests per reading:
+
+    - anomaly: the conformal p-value of ``|e|`` among the variable's recent ones is at
+      most ``alpha``;
+    - spike: the p-value of the into-and-out-of score of this reading and the episode's
+      previous one (``pair_score``) is at most ``alpha``; the alert is dated the previous
+      reading (the spiked one), unless that one was flagged already;
+    - drift: a two-sided CUSUM (``Shift``) of the normal scores of the signed residuals'
+      smoothed p-values reaches ``h``; optionally also the Simple Jumper test martingale
+      (``DriftDetector``) on the anomaly p-values reaches ``threshold``.
+
+    An episode's first ``settle`` readings (a new patient: the twin has not seen this one
+    yet, and a drug concentration jumps from 0 at the first dose) are judged among the
+    first readings of other episodes only, and feed neither the spike nor the drift test:
+    on the cancer's fault-free streams their residuals were 10x the median one (|e| 99%
+    quantile 1.0-1.6 against 0.1 from the fourth reading on). A reading flagged
+    anomalous joins the windows at the largest residual already there: the tail keeps
+    its mass (leaving flagged residuals out, as before, made the window's tail thinner
+    and thinner: 2.5x alpha false alarms at alpha 0.01), and one fault does not raise the
+    bar for the next.
+
+    False alarms: for exchangeable residuals each p-value test flags at most ``alpha`` of
+    the readings, and the CUSUM on exactly normal scores has a known run length; the
+    twin's residuals are only roughly exchangeable, so ``lmtwin.bench.alerts`` measures
+    the rate and chose the defaults on its tuning seeds.
 
     Args:
         twin: the twin to watch.
-        alpha: p-value at or below which an observation is an anomaly; anomalies need
+        alpha: p-value at or below which a reading is an anomaly (or a spike); needs
             ``1 / alpha - 1`` residuals of the variable first.
-        threshold: the drift detector's CUSUM level (3000 and ``alpha`` 0.0005 are
-            the settings ``lmtwin.bench.alerts`` chose on its tuning seeds).
+        threshold: the test martingale's CUSUM level (``math.inf``: not used).
         window: residuals per variable that calibrate the p-values.
-        jump: the drift martingale's jumping rate.
+        jump: the test martingale's jumping rate.
+        h, k: the drift CUSUM's level and allowance.
+        settle: an episode's first readings judged apart.
         seed: seeds the tie-breaking draws of the smoothed p-values.
 
     Example:
@@ -266,27 +469,40 @@ class Monitor:
         store: Store | None = None,
         name: str | None = None,
         alpha: float = 0.0005,
-        threshold: float = 3000.0,
+        threshold: float = math.inf,
         window: int = 2000,
         jump: float = 0.01,
+        h: float = 8.0,
+        k: float = 0.5,
+        settle: int = 3,
         seed: int = 0,
     ) -> None:
         if not 0 < alpha < 1:
             raise ValueError("alpha must lie between 0 and 1")
+        if settle < 0:
+            raise ValueError("settle must be at least 0")
         if twin is not None:
             store, name = twin.store, twin.name
         if store is None or name is None:
             raise ValueError("pass a twin, or a store and the twin's name")
+        Shift(h, k)  # checks h and k
+        if math.isfinite(threshold):
+            DriftDetector(threshold, jump)  # checks threshold and jump
         self.store = store
         self.name = name
         self.alpha = alpha
         self.threshold = threshold
         self.jump = jump
+        self.h = h
+        self.k = k
+        self.settle = settle
         self.window = window
-        self.windows: dict[str, Window] = {}
+        self.residuals: dict[str, Residuals] = {}
+        self.starts: dict[str, Window] = {}
+        self.shifts: dict[str, Shift] = {}
         self.detectors: dict[str, DriftDetector] = {}
-        # (p-value, smoothed p-value) of the last check, None when it gave no verdict
-        self.last_: tuple[float, float] | None = None
+        self._last: dict[tuple[str, str], _Last] = {}
+        self.last_: Verdict | None = None  # None when the last check gave no verdict
         self.skipped_ = 0
         self.errors_ = 0
         self._rng = np.random.default_rng(seed)
@@ -295,21 +511,25 @@ class Monitor:
         if twin is not None:
             # what the twin scored before (a reopened store) calibrates, raises nothing
             for score in list(twin.scores_)[-window:]:
-                values = (score.actual, score.combined, score.sigma)
-                if all(math.isfinite(x) for x in values) and score.sigma > 0:
-                    self._window(score.target).add(abs(score.actual - score.combined)
-                                                   / score.sigma)
+                self._judge(score.target, score.actual, score.combined, score.sigma,
+                            score.episode, score.t, score.previous, quiet=True)
             twin.add_listener(self._listen)
 
-    def _window(self, variable: str) -> Window:
-        found = self.windows.get(variable)
+    def _of(self, variable: str) -> Residuals:
+        found = self.residuals.get(variable)
         if found is None:
-            found = self.windows[variable] = Window(self.window)
+            found = self.residuals[variable] = Residuals(self.window)
         return found
 
     def n(self, variable: str) -> int:
         """Residuals of ``variable`` calibrating its p-values now."""
-        return len(self.windows.get(variable, ()))
+        found = self.residuals.get(variable)
+        return len(found.abs) if found is not None else 0
+
+    def scale(self, variable: str) -> str:
+        """The scale normalising ``variable``'s residuals now (one of ``SCALES``)."""
+        found = self.residuals.get(variable)
+        return found.scale if found is not None else "sigma"
 
     def subscribe(self, fn: Callable[[Alert], None]) -> None:
         """Call ``fn(alert)`` for each new alert, once it is stored."""
@@ -318,7 +538,7 @@ class Monitor:
     def update(self, score: Scored) -> list[Alert]:
         """Check one scored prediction (a ``lmtwin.twin.Score``)."""
         return self.check(score.target, score.actual, score.combined, score.sigma,
-                          score.episode, score.t)
+                          score.episode, score.t, score.previous)
 
     def _listen(self, score: Scored) -> None:
         # called inside twin.observe after the reading is stored: a failure to judge or
@@ -332,44 +552,91 @@ class Monitor:
                           score.target, score.t)
 
     def check(self, variable: str, actual: float, predicted: float, sigma: float,
-              episode: str = "default", t: float = 0.0) -> list[Alert]:
-        """Judge one observation of ``variable`` against its prediction; store and
-        return the alerts it raises (none, an anomaly, a drift, or both)."""
-        if not all(math.isfinite(x) for x in (actual, predicted, sigma)) or sigma <= 0:
-            self.skipped_ += 1  # an unscored residual (e.g. no difficulty): no verdict
-            self.last_ = None
-            return []
+              episode: str = "default", t: float = 0.0,
+              previous: float = math.nan) -> list[Alert]:
+        """Judge one reading of ``variable`` (``previous``: the episode's reading before
+        it) against its prediction; store and return the alerts it raises (none, an
+        anomaly, a spike on the previous reading, a drift, or several)."""
+        raised = self._judge(variable, actual, predicted, sigma, episode, t, previous)
         with self._lock:
-            window = self._window(variable)
-            score = abs(actual - predicted) / sigma
-            theta = float(self._rng.random())  # the smoothing's tie-breaking draw
-            raised: list[dict[str, Any]] = []
-            base = {"variable": variable, "episode": str(episode), "t": float(t),
-                    "actual": float(actual), "predicted": float(predicted),
-                    "sigma": float(sigma)}
-            anomalous = False
-            self.last_ = None
-            if len(window):
-                p, smooth = window.pvalues(score, theta)
-                self.last_ = (p, smooth)
-                if p <= self.alpha:
-                    anomalous = True
-                    raised.append({"kind": "anomaly", **base, "p_value": p,
-                                   "martingale": 1.0, "level": self.alpha})
-                detector = self.detectors.get(variable)
-                if detector is None:
-                    detector = self.detectors[variable] = DriftDetector(self.threshold,
-                                                                        self.jump)
-                if detector.update(smooth):
-                    raised.append({"kind": "drift", **base, "p_value": smooth,
-                                   "martingale": detector.alarm_, "level": self.threshold})
-            if not anomalous:
-                window.add(score)
             alerts = [self._store(payload) for payload in raised]
         for alert in alerts:
             for fn in self._subscribers:
                 fn(alert)
         return alerts
+
+    def _judge(self, variable: str, actual: float, predicted: float, sigma: float,
+               episode: str, t: float, previous: float, quiet: bool = False
+               ) -> list[dict[str, Any]]:
+        """The alerts one reading raises (payloads), after updating the state."""
+        self.last_ = None
+        if not all(math.isfinite(x) for x in (actual, predicted, sigma)) or sigma <= 0:
+            self.skipped_ += 1  # an unscored residual (e.g. no difficulty): no verdict
+            return []
+        with self._lock:
+            res = self._of(variable)
+            reading = (actual - predicted, sigma, previous)
+            e = res.normalise(*reading)
+            if not math.isfinite(e):
+                self.skipped_ += 1  # the learnt scale cannot judge it (no previous)
+                return []
+            key = (variable, str(episode))
+            last = self._last.get(key)
+            count = 1 if last is None else last.count + 1
+            theta = float(self._rng.random())  # the smoothing's tie-breaking draw
+            base = {"variable": variable, "episode": str(episode), "t": float(t),
+                    "actual": float(actual), "predicted": float(predicted),
+                    "sigma": float(sigma)}
+            raised: list[dict[str, Any]] = []
+            if count <= self.settle:
+                start = self.starts.setdefault(variable, Window(self.window))
+                p, smooth = start.pvalues(abs(e), theta) if len(start) else (1.0, 1.0)
+                anomalous = p <= self.alpha
+                if anomalous:
+                    raised.append({"kind": "anomaly", **base, "p_value": p,
+                                   "martingale": 1.0, "level": self.alpha})
+                start.add(min(abs(e), start.top()) if anomalous else abs(e))
+                self.last_ = Verdict(p, smooth, math.nan, math.nan, True)
+                self._last[key] = _Last(count, None, base, anomalous)
+                return [] if quiet else raised
+            p, smooth = res.abs.pvalues(abs(e), theta) if len(res.abs) else (1.0, 1.0)
+            anomalous = p <= self.alpha
+            if anomalous:
+                raised.append({"kind": "anomaly", **base, "p_value": p,
+                               "martingale": 1.0, "level": self.alpha})
+            pair = math.nan
+            before = last.reading if last is not None else None
+            if before is not None and len(res.pair):
+                assert last is not None
+                score = pair_score(res.normalise(*before), e)
+                pair = res.pair.pvalues(score, theta)[0] if score > 0 else 1.0
+                if pair <= self.alpha and not last.flagged:
+                    last.flagged = True
+                    raised.append({"kind": "anomaly", **last.base, "p_value": pair,
+                                   "martingale": 1.0, "level": self.alpha})
+            shift = math.nan
+            if len(res.signed):
+                shift = normal_score(res.signed.pvalues(e, theta)[1])
+                detector = self.shifts.setdefault(variable, Shift(self.h, self.k))
+                if detector.update(shift):
+                    raised.append({"kind": "drift", **base, "p_value": smooth,
+                                   "martingale": detector.alarm_, "level": self.h})
+            if math.isfinite(self.threshold) and len(res.abs):
+                martingale = self.detectors.get(variable)
+                if martingale is None:
+                    martingale = self.detectors[variable] = DriftDetector(self.threshold,
+                                                                          self.jump)
+                if martingale.update(smooth):
+                    raised.append({"kind": "drift", **base, "p_value": smooth,
+                                   "martingale": martingale.alarm_,
+                                   "level": self.threshold})
+            if anomalous:  # kept at the window's largest ordinary residual (see Monitor)
+                reading = (math.copysign(min(abs(e), res.abs.top()), e)
+                           * res.unit(sigma, previous), sigma, previous)
+            res.add(reading, before)
+            self.last_ = Verdict(p, smooth, pair, shift, False)
+            self._last[key] = _Last(count, reading, base, anomalous)
+            return [] if quiet else raised
 
     def _store(self, payload: dict[str, Any]) -> Alert:
         record = self.store.append_record(self.name, ALERT, payload)
