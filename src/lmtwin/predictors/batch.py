@@ -25,10 +25,9 @@ def retrieve_batch(retriever: Retriever, schema: Schema, columns: Mapping[str, n
     n = len(current)
     inputs = np.column_stack([columns["a:" + m[2:]] if m.startswith("a:") else columns["s:" + m]
                               for m in names]) if names else np.zeros((n, 0))
-    empty = Batch(names, targets, inputs, current, np.full((n, k, len(names)), np.nan),
-                  np.full((n, k, len(targets)), np.nan))
-    if k == 0 or not len(retriever):
-        return empty
+    if k == 0 or not len(retriever):  # no examples: every one missing
+        return Batch(names, targets, inputs, current, np.full((n, k, len(names)), np.nan),
+                     np.full((n, k, len(targets)), np.nan))
     ids = retriever.search_batch(columns, n, schema, k)
     table, finite = retriever.table(names, targets)
     padded = bool((ids < 0).any())
