@@ -33,6 +33,7 @@ from lmtwin.predictors import (
     Query,
 )
 from lmtwin.predictors.base import Forecast
+from lmtwin.predictors.batch import forecast_transitions
 from lmtwin.predictors.combine import combine
 from lmtwin.predictors.ridge_cv import RidgeCV
 from lmtwin.retrieval import Retriever
@@ -231,8 +232,10 @@ class Twin:
             start += size
 
     def _score_chunk(self, chunk: Sequence[tuple[Transition, _Pending | None, float]]) -> None:
-        forecasts = self._batch_forecasts([tr for tr, pending, _ in chunk
-                                           if not self._same(tr, pending)])
+        forecasts = forecast_transitions(
+            self.predictors, self.retriever, self.schema, self._notes,
+            [tr for tr, pending, _ in chunk if not self._same(tr, pending)],
+            lambda p, q: self._ask([p], q)[0])
         for tr, pending, at in chunk:
             if self._same(tr, pending):
                 assert pending is not None
@@ -246,57 +249,6 @@ class Twin:
                     self.scorer.unscored[f"NotReady: no predictor could answer: {skipped}"[
                         :120]] += 1
             self._add(tr)
-
-    def _batch_forecasts(
-        self, transitions: Sequence[Transition]
-    ) -> dict[int, tuple[Query, dict[str, Forecast], dict[str, str]]]:
-        """The cheap predictors' forecasts of many transitions from the current retriever,
-        keyed by ``id(transition)``: one batch search and one ``predict_batch`` per group
-        of transitions carrying the same variables; a predictor without a batch call is
-        asked once per transition."""
-        from lmtwin.predictors.batch import retrieve_batch
-
-        cheap = [p for p in self.predictors if not getattr(p, "costly", False)]
-        batched = [p for p in cheap if hasattr(p, "predict_batch")]
-        groups: dict[tuple[tuple[str, ...], ...], list[Transition]] = {}
-        for tr in transitions:
-            targets = tuple(t for t in self.schema.states if t in tr.next_state and t in tr.state)
-            if targets:
-                groups.setdefault((tuple(sorted(tr.state)), tuple(sorted(tr.action)), targets),
-                                  []).append(tr)
-        out: dict[int, tuple[Query, dict[str, Forecast], dict[str, str]]] = {}
-        for (skeys, akeys, targets), trs in groups.items():
-            queries = [Query(dict(tr.state), dict(tr.action), list(targets), self.schema,
-                             self._notes) for tr in trs]
-            for q, tr in zip(queries, trs, strict=True):
-                out[id(tr)] = (q, {}, {})
-            columns = {f"s:{k}": np.array([tr.state[k] for tr in trs]) for k in skeys}
-            columns.update({f"a:{k}": np.array([tr.action[k] for tr in trs]) for k in akeys})
-            names = list(skeys) + [f"a:{k}" for k in akeys]
-            current = np.array([[tr.state[t] for t in targets] for tr in trs])
-            k = max((p.k for p in batched), default=0)
-            batch = retrieve_batch(self.retriever, self.schema, columns, names, list(targets),
-                                   current, k) if batched else None
-            for p in cheap:
-                if batch is not None and p in batched:
-                    mean, ok = p.predict_batch(batch)  # type: ignore[attr-defined]
-                    mean = np.asarray(mean, dtype=float)
-                    for i, tr in enumerate(trs):
-                        _, answered, skipped = out[id(tr)]
-                        if ok[i] and np.all(np.isfinite(mean[i])):
-                            answered[p.name] = Forecast(mean[i][None, :])
-                        else:
-                            skipped[p.name] = "NotReady: too few usable examples or a " \
-                                              "non-finite forecast"
-                    continue
-                for q, tr in zip(queries, trs, strict=True):
-                    _, answered, skipped = out[id(tr)]
-                    try:
-                        got, _, _ = self._ask([p], q)
-                        answered.update(got)
-                    except NotReady as exc:
-                        skipped[p.name] = f"NotReady: {exc}"
-        return out
 
     def _transition(
         self, obs: Observation

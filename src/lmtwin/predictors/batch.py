@@ -4,13 +4,18 @@ by the twin's scoring of many new transitions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from lmtwin.errors import NotReady
+from lmtwin.predictors.base import Forecast, Predictor
 from lmtwin.predictors.simple import Batch
 from lmtwin.retrieval import Retriever
 from lmtwin.schema import Schema
+from lmtwin.types import Note, Query, Transition
+
+Answers = tuple[Query, dict[str, Forecast], dict[str, str]]
 
 
 def retrieve_batch(retriever: Retriever, schema: Schema, columns: Mapping[str, np.ndarray],
@@ -40,3 +45,57 @@ def retrieve_batch(retriever: Retriever, schema: Schema, columns: Mapping[str, n
     f = len(names)
     return Batch(names, targets, inputs, current, view[:, :, :f], view[:, :, f:],
                  complete=finite and not padded)
+
+
+def forecast_transitions(predictors: Sequence[Predictor], retriever: Retriever, schema: Schema,
+                         notes: list[Note], transitions: Sequence[Transition],
+                         ask: Callable[[Predictor, Query], dict[str, Forecast]]
+                         ) -> dict[int, Answers]:
+    """The cheap predictors' forecasts of many transitions from the current retriever,
+    keyed by ``id(transition)``: each transition's query, the forecasts and the reasons
+    of the predictors that could not answer.
+
+    One batch search and one ``predict_batch`` per group of transitions carrying the same
+    variables; a predictor without a batch call is asked once per query through ``ask``
+    (which may raise ``NotReady``). Costly predictors (the language model) are left out.
+    """
+    cheap = [p for p in predictors if not getattr(p, "costly", False)]
+    batched = [p for p in cheap if hasattr(p, "predict_batch")]
+    groups: dict[tuple[tuple[str, ...], ...], list[Transition]] = {}
+    for tr in transitions:
+        targets = tuple(t for t in schema.states if t in tr.next_state and t in tr.state)
+        if targets:
+            groups.setdefault((tuple(sorted(tr.state)), tuple(sorted(tr.action)), targets),
+                              []).append(tr)
+    out: dict[int, Answers] = {}
+    for (skeys, akeys, targets), trs in groups.items():
+        queries = [Query(dict(tr.state), dict(tr.action), list(targets), schema, notes)
+                   for tr in trs]
+        for q, tr in zip(queries, trs, strict=True):
+            out[id(tr)] = (q, {}, {})
+        columns = {f"s:{k}": np.array([tr.state[k] for tr in trs]) for k in skeys}
+        columns.update({f"a:{k}": np.array([tr.action[k] for tr in trs]) for k in akeys})
+        names = list(skeys) + [f"a:{k}" for k in akeys]
+        current = np.array([[tr.state[t] for t in targets] for tr in trs])
+        k = max((p.k for p in batched), default=0)
+        batch = retrieve_batch(retriever, schema, columns, names, list(targets),
+                               current, k) if batched else None
+        for p in cheap:
+            if batch is not None and p in batched:
+                mean, ok = p.predict_batch(batch)  # type: ignore[attr-defined]
+                mean = np.asarray(mean, dtype=float)
+                for i, tr in enumerate(trs):
+                    _, answered, skipped = out[id(tr)]
+                    if ok[i] and np.all(np.isfinite(mean[i])):
+                        answered[p.name] = Forecast(mean[i][None, :])
+                    else:
+                        skipped[p.name] = ("NotReady: too few usable examples or a "
+                                           "non-finite forecast")
+                continue
+            for q, tr in zip(queries, trs, strict=True):
+                _, answered, skipped = out[id(tr)]
+                try:
+                    answered.update(ask(p, q))
+                except NotReady as exc:
+                    skipped[p.name] = f"NotReady: {exc}"
+    return out
