@@ -13,7 +13,7 @@ import pytest
 from lmtwin import LLMPredictor, LocalRidge, Persistence, Twin, Variable
 from lmtwin.llm import LlamaCppBackend, OpenAICompatBackend, check_backend
 from lmtwin.llm.scripted import ScriptedBackend
-from lmtwin.predictors import NearestNeighbours, Predictor, check_predictor
+from lmtwin.predictors import NearestNeighbours, Parroting, Predictor, check_predictor
 from lmtwin.store import MemoryStore, SQLiteStore, Store, check_store
 from lmtwin.types import Query
 from tests.conftest import feed_linear
@@ -23,6 +23,7 @@ PREDICTORS: dict[str, Callable[[Any], Predictor]] = {
     "persistence": lambda r: Persistence(),
     "numeric": lambda r: LocalRidge(),
     "knn": lambda r: NearestNeighbours(),
+    "parroting": lambda r: Parroting(),
     "llm-scripted": lambda r: LLMPredictor(ScriptedBackend([" 0.1"])),
     "llm-embedded": lambda r: LLMPredictor(r.getfixturevalue("gemma")),
 }

@@ -3,6 +3,7 @@
 from lmtwin.predictors.base import Forecast, Predictor, Query, check_predictor
 from lmtwin.predictors.combine import Hedge
 from lmtwin.predictors.llm import LLMPredictor
+from lmtwin.predictors.parroting import Parroting
 from lmtwin.predictors.simple import LocalRidge, NearestNeighbours, Persistence
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "LLMPredictor",
     "LocalRidge",
     "NearestNeighbours",
+    "Parroting",
     "Persistence",
     "Predictor",
     "Query",
