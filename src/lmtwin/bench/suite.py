@@ -480,7 +480,7 @@ def _tables(per_seed: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Any],
     ratios: dict[str, Any] = {}
     for twin, variant in [(t, v) for t in TWINS.values() for v in VARIANTS]:
         mine = f"{twin}[{variant}]"
-        pool = [m for m in methods if not m.startswith("lmtwin")
+        pool = [m for m in per_seed if not m.startswith("lmtwin")
                 and (variant == "online" or m.endswith("[frozen]"))]
         if mine not in methods or not pool:
             continue
@@ -525,11 +525,15 @@ def merge_task(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def _merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One task's runs from several parts: those with the same methods are joined seed
-    after seed, then the methods of the groups united (each group on the same seeds)."""
+    after seed, then the methods of the groups united (each group on the same seeds).
+    A run kept without per-seed metrics (a report written before they were stored) only
+    lends what the others lack: see ``_graft``."""
+    legacy = [r for r in runs if "per_seed" not in r and "error" not in r]
+    current = [r for r in runs if "per_seed" in r]
+    if not current:  # nothing to merge: a task that could not run, or one old run
+        return (legacy or runs)[0]
     groups: dict[frozenset[str], list[dict[str, Any]]] = {}
-    for r in runs:
-        if "per_seed" not in r:  # a task that could not run
-            return r
+    for r in current:
         groups.setdefault(frozenset(r["per_seed"]), []).append(r)
     joined = []
     for group in groups.values():
@@ -541,6 +545,36 @@ def _merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out = joined[0]
     for other in joined[1:]:
         out = merge_task(out, other)
+    for old in legacy:
+        out = _graft(out, old)
+    return out
+
+
+def _graft(out: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """Rows of an older run of the same task and seeds, kept without per-seed metrics,
+    for the methods ``out`` did not run (the twin's never: a twin's rows are of the
+    library that ran them); each row marked with its run's date. They join the tables,
+    not the ratios (a ratio needs per-seed metrics). The older run's language-model
+    sample is kept when ``out`` has none, marked likewise."""
+    if old.get("seeds") != out.get("seeds"):
+        raise LmtwinError(f"cannot merge two runs of {out.get('task')}: different seeds")
+    out = dict(out)
+    have = {m.rsplit("[", 1)[0] for m in out["methods"]}
+    lent = sorted({m.rsplit("[", 1)[0] for m in old["methods"]} - have)
+    lent = [m for m in lent if not m.startswith("lmtwin")]
+    date = old.get("run_date")
+    out["methods"] = dict(out["methods"])
+    for m, row in old["methods"].items():
+        if m.rsplit("[", 1)[0] in lent:
+            out["methods"][m] = {**row, "from_run": date}
+    out["settings"] = [{**x, **{k: v for k, v in y.items() if k in lent}}
+                       for x, y in zip(out["settings"], old["settings"], strict=True)]
+    times = old.get("timing_seconds", {})
+    out["timing_seconds"] = {**out["timing_seconds"],
+                             **{k: v for k, v in times.items() if k in lent}}
+    if not out.get("lm") and old.get("lm"):
+        out["lm"] = {**old["lm"], "run_date": date}
+    out["lent"] = {**out.get("lent", {}), **{m: date for m in lent}}
     return out
 
 
@@ -635,19 +669,27 @@ def merge(parts: Sequence[Path], out: Path) -> list[Path]:
     runs: dict[str, list[dict[str, Any]]] = {}
     for part in parts:
         r = json.loads((part / "results.json").read_text())
-        info = {"command": r["command"], "config": r["config"], "minutes": r["seconds"] / 60,
-                "tasks": list(r["tasks"]), "scenarios": list(r["scenarios"])}
+        # every task and scenario keeps the date of the run that made it
+        for item in [*r["tasks"].values(), *r["scenarios"].values()]:
+            item.setdefault("run_date", r["date"])
+        # a merged report as a part: its own parts, each with its date
+        infos = [{**p, "date": p.get("date", r["date"])} for p in r["parts"]] if r.get(
+            "parts") else [{"command": r["command"], "config": r["config"],
+                            "minutes": r["seconds"] / 60, "tasks": list(r["tasks"]),
+                            "scenarios": list(r["scenarios"]), "date": r["date"]}]
+        commands = [p["command"] for p in infos]
         if merged is None:
             merged = r
-            merged["command"] = [r["command"]]
-            merged["parts"] = [info]
+            merged["command"] = commands
+            merged["parts"] = infos
             runs = {name: [task] for name, task in r["tasks"].items()}
             continue
-        merged["parts"].append(info)
+        merged["parts"] += infos
         for name, task in r["tasks"].items():
             runs.setdefault(name, []).append(task)
         merged["scenarios"].update(r["scenarios"])
-        merged["command"].append(r["command"])
+        merged["command"] += commands
+        merged["date"] = max(merged["date"], r["date"])
         merged["seconds"] = max(merged["seconds"], r["seconds"])
         merged["peak_rss_mb"] = max(merged["peak_rss_mb"], r["peak_rss_mb"])
     if merged is None:

@@ -1,0 +1,91 @@
+"""Merging a new twin and baselines run with an older report kept without per-seed
+metrics (``suite._graft``), and the step-by-step comparison on seed-independent data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmtwin.bench import report, suite
+from lmtwin.bench.tasks import Sizes
+
+TINY = Sizes(patients=(8, 4, 3), test_steps=6)
+
+
+def _cfg(**kw) -> suite.Config:  # type: ignore[no-untyped-def]
+    base = dict(seeds=[10, 11, 12], sizes=TINY, tasks=["cancer-untreated"],
+                baselines=["persistence", "knn"], min_residuals=3, check_every=2,
+                patience=2, select_trajectories=4, quick=True)
+    base.update(kw)
+    return suite.Config(**base)  # type: ignore[arg-type]
+
+
+def _legacy(tmp_path: Path) -> Path:
+    """An older full run whose results.json kept no per-seed metrics, with a language
+    model sample and a scenario to lend."""
+    suite.run(_cfg(), None, [], tmp_path / "old", "old")
+    path = tmp_path / "old" / "results.json"
+    old = json.loads(path.read_text())
+    task = old["tasks"]["cancer-untreated"]
+    del task["per_seed"]
+    task["methods"]["lmtwin[frozen]"]["mse"]["mean"] = 123.0  # the old library's twin
+    task["lm"] = {"seeds": 3, "steps_per_seed": 1, "mse": {}, "calibration_calls": [1] * 3,
+                  "fallbacks": 0}
+    old["scenarios"] = {"drift": {"title": "drifting dynamics", "seeds": [10], "summary": {}}}
+    old["date"] = "2026-01-01 00:00"
+    path.write_text(json.dumps(old))
+    return tmp_path / "old"
+
+
+def test_new_parts_replace_the_twin_and_an_old_run_lends_only_what_they_lack(
+        tmp_path: Path) -> None:
+    old = _legacy(tmp_path)
+    suite.run(_cfg(baselines=["persistence"], twin=False), None, [], tmp_path / "base", "b")
+    suite.run(_cfg(baselines=[]), None, [], tmp_path / "twin", "t")
+    suite.merge([old, tmp_path / "base", tmp_path / "twin"], tmp_path / "m")
+    results = json.loads((tmp_path / "m" / "results.json").read_text())
+    r = results["tasks"]["cancer-untreated"]
+    new_twin = json.loads((tmp_path / "twin" / "results.json").read_text())["tasks"][
+        "cancer-untreated"]["methods"]["lmtwin[frozen]"]["mse"]["mean"]
+    # the twin is the new run's, never the old library's
+    assert r["methods"]["lmtwin[frozen]"]["mse"]["mean"] == pytest.approx(new_twin)
+    assert "from_run" not in r["methods"]["lmtwin[frozen]"]
+    # knn was not rerun: lent, marked, out of the ratios' pool (no per-seed metrics)
+    assert r["methods"]["knn[frozen]"]["from_run"] == "2026-01-01 00:00"
+    assert "from_run" not in r["methods"]["persistence[frozen]"]
+    assert r["lent"] == {"knn": "2026-01-01 00:00"}
+    assert r["ratios"]["frozen"]["best_baseline"] == "persistence[frozen]"
+    assert r["ratios"]["frozen"]["seeds"] == 3 and r["ratios"]["frozen"]["ratio"] > 0
+    assert all("knn" in s for s in r["settings"]) and all("lmtwin" in s for s in r["settings"])
+    assert r["lm"]["run_date"] == "2026-01-01 00:00"
+    assert results["date"] > "2026-01-01 00:00"
+    assert results["parts"][0]["date"] == "2026-01-01 00:00"
+    text = (tmp_path / "m" / "report.md").read_text()
+    for piece in ("knn (run 2026-01-01 00:00)", "kept from the run of 2026-01-01 00:00",
+                  "This table is from the run of 2026-01-01 00:00",
+                  "The scenarios are from the run of 2026-01-01 00:00", "Merged "):
+        assert piece in text, piece
+    # an old run on other seeds cannot lend its rows
+    wrong = json.loads((old / "results.json").read_text())
+    wrong["tasks"]["cancer-untreated"]["seeds"] = [1, 2, 3]
+    (tmp_path / "wrong").mkdir()
+    (tmp_path / "wrong" / "results.json").write_text(json.dumps(wrong))
+    with pytest.raises(suite.LmtwinError, match="different seeds"):
+        suite.merge([tmp_path / "wrong", tmp_path / "twin"], tmp_path / "m2")
+
+
+def test_seed_independent_data_get_a_paired_comparison_over_steps() -> None:
+    truth = np.arange(6.0)[:, None]
+    twin = truth + np.array([0, 1, 1, 1, 1, 1])[:, None]
+    best = truth + np.array([0, 2, 2, 0, 2, 2])[:, None]
+    r = {"deterministic": True, "ratios": {"frozen": {"best_baseline": "b[frozen]"}},
+         "plot": {"truth": truth.tolist(), "methods": {
+             "lmtwin[frozen]": {"pred": twin.tolist()}, "b[frozen]": {"pred": best.tolist()}}}}
+    line = report.step_lines(r)[0]
+    # squared errors: twin 1 on every step, best 4, 4, 0, 4, 4 (mean 3.2)
+    assert "lmtwin[frozen] / b[frozen] 0.312" in line
+    assert "better of the two on 4 of 5 steps" in line
+    assert report.step_lines({**r, "deterministic": False}) == []
