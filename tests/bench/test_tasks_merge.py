@@ -88,4 +88,6 @@ def test_seed_independent_data_get_a_paired_comparison_over_steps() -> None:
     # squared errors: twin 1 on every step, best 4, 4, 0, 4, 4 (mean 3.2)
     assert "lmtwin[frozen] / b[frozen] 0.312" in line
     assert "better of the two on 4 of 5 steps" in line
+    # a third of the resamples miss the step where the baseline is exact: ratio 1 / 4
+    assert "95% interval 0.25 to" in line
     assert report.step_lines({**r, "deterministic": False}) == []
