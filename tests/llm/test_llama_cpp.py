@@ -1,5 +1,7 @@
 """The real embedded models, end to end (behaviour and shape, not exact numbers)."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,15 @@ pytestmark = pytest.mark.model
 
 def test_gemma_backend_conforms(gemma):
     check_backend(gemma)
+
+
+def test_numbers_constrain_a_reply_to_that_many_integers(gemma):
+    # the prompt invites 3 numbers; the reply must hold exactly 2, and a short
+    # max_tokens is raised to what 2 numbers need
+    prompt = "# x y -> dx dy dz\n1 2 -> 3 4 5\n2 3 -> 4 5 6\n3 4 ->"
+    out = gemma.complete(prompt, numbers=2, max_tokens=2)
+    assert re.fullmatch(r" ?-?\d{1,6} -?\d{1,6}", out.text), out.text
+    assert 1 <= gemma.threads <= gemma.max_threads
 
 
 def test_smollm2_backend_conforms():

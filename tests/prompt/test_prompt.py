@@ -73,3 +73,21 @@ def test_an_input_constant_in_every_row_is_stated_once():
     # a different value in the query keeps the column
     _, layout = render(Query({"v": 90.0}, {"ca": 5.0}, ["v"], schema), ex)
     assert layout.inputs == ["v", "ca"] and layout.fixed == {}
+
+
+def test_the_fixed_header_comes_first_whichever_inputs_are_constant():
+    """Two queries of one twin share their first lines (the backend's KV cache keeps
+    them), though a state is constant in one prompt and not in the other."""
+    schema = Schema([Variable("v", "state", "cm3", "tumour volume"),
+                     Variable("w", "state", "kg", "body weight"),
+                     Variable("ca", "action", "mg", "chemo dose")])
+    ex = [Transition("e", t, {"v": 100.0 + t, "w": 70.0}, {"ca": float(t)},
+                     {"v": 101.0 + t, "w": 70.0}) for t in range(3)]
+    notes = [Note(0, "chemo shrinks the tumour")]
+    fixed, layout = render(Query({"v": 90.0, "w": 70.0}, {"ca": 0.0}, ["v"], schema, notes), ex)
+    varied, _ = render(Query({"v": 90.0, "w": 71.0}, {"ca": 0.0}, ["v"], schema, notes), ex)
+    head = ["# v: tumour volume [cm3]", "# w: body weight [kg]", "# ca: chemo dose [mg]",
+            "# note: chemo shrinks the tumour"]
+    assert layout.fixed == {"w": 70.0}
+    assert fixed.splitlines()[:4] == head and varied.splitlines()[:4] == head
+    assert fixed.splitlines()[4] == "# w = 70 in every row"

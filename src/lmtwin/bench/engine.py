@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import sqlite3
 import statistics
 import tempfile
@@ -21,6 +22,7 @@ from rich.progress import Progress
 
 from lmtwin.assimilation import Assimilator, Noise
 from lmtwin.demo import demo_twin, run_demo, summarise
+from lmtwin.errors import ParseError
 from lmtwin.llm.base import LLMBackend
 from lmtwin.predictors import (
     LLMPredictor,
@@ -31,7 +33,7 @@ from lmtwin.predictors import (
     Query,
 )
 from lmtwin.retrieval import Retriever
-from lmtwin.schema import Schema
+from lmtwin.schema import Schema, Variable
 from lmtwin.systems.cancer import CANCER_VARIABLES, simulate_patients
 from lmtwin.systems.tank import TANK_VARIABLES, simulate_tank
 from lmtwin.twin import Twin
@@ -90,31 +92,146 @@ def _history(patients: int, seed: int) -> Retriever:
     return twin.retriever
 
 
-def bench_llm(backend: LLMBackend, queries: int = 30, k: int = 12) -> dict[str, Any]:
-    """Prompt tokens and predictions per second of the language-model predictor on a
-    3-variable system (v, c, ca) with k examples."""
+WIDE_TAXA = ("bacteria", "picophytoplankton", "nanophytoplankton", "diatoms",
+             "dinoflagellates", "ciliates", "rotifers", "cladocerans", "copepods", "nauplii",
+             "detritus", "nitrate", "phosphate", "silicate", "chlorophyll")
+WIDE_VARIABLES = [Variable(f"x{i + 1}", unit="ug/l", description=f"{name} in the mesocosm")
+                  for i, name in enumerate(WIDE_TAXA)]
+
+
+def wide_series(steps: int = 120, seed: int = 0) -> list[dict[str, float]]:
+    """A 15-variable plankton-like series: coupled linear dynamics around a level, a
+    24-step season and 3% process noise (rows of x1..x15, all positive)."""
+    rng = np.random.default_rng(seed)
+    n = len(WIDE_VARIABLES)
+    coupling = -0.15 * np.eye(n) + 0.06 * rng.standard_normal((n, n)) * (rng.random((n, n)) < 0.3)
+    level = rng.uniform(5, 80, n)
+    x, rows = level.copy(), []
+    for t in range(steps):
+        rows.append({v.name: float(a) for v, a in zip(WIDE_VARIABLES, x, strict=True)})
+        season = 0.03 * level * np.sin(2 * np.pi * t / 24 + np.arange(n))
+        x = x + coupling @ (x - level) + season + 0.03 * level * rng.standard_normal(n)
+        x = np.maximum(x, 0.1)
+    return rows
+
+
+def _lm_configs(backend: LLMBackend) -> dict[str, LLMPredictor]:
+    """``before``: the embedded model as the last engine bench ran it (2 fixed threads,
+    free decoding, retries on unparseable replies); ``after``: the defaults now (threads
+    on the cores left idle, replies constrained to one integer per target)."""
+    from lmtwin.llm import LlamaCppBackend
+
+    after = LLMPredictor(backend)
+    if not isinstance(backend, LlamaCppBackend):
+        return {"after": after}
+    old = LlamaCppBackend(str(backend.path), n_threads=backend.max_threads,
+                          adapt_threads=False)
+    return {"before": LLMPredictor(old, numbers=False), "after": after}
+
+
+def _timed(configs: dict[str, LLMPredictor], q: Query, ex: list[Any], i: int,
+           into: dict[str, dict[str, list[Any]]]) -> None:
+    """Each configuration predicts ``q``, in an order that alternates with ``i`` (the
+    machine's load drifts; neither goes first every time)."""
+    names = list(configs) if i % 2 == 0 else list(reversed(configs))
+    for name in names:
+        llm = configs[name]
+        rec = into.setdefault(name, {})
+        start = time.perf_counter()
+        try:
+            out = llm.predict(q, ex)
+            mean, failures, tokens = out.mean, out.info["parse_failures"], out.info[
+                "prompt_tokens"]
+        except ParseError:
+            mean, failures, tokens = None, llm.retries + 1, None
+        rec.setdefault("seconds", []).append(time.perf_counter() - start)
+        rec.setdefault("mean", []).append(mean)
+        rec.setdefault("parse_failures", []).append(failures)
+        rec.setdefault("prompt_tokens", []).append(tokens)
+        rec.setdefault("threads", []).append(getattr(llm.backend, "threads", None))
+
+
+def _summary(rec: dict[str, list[Any]], truth: list[np.ndarray], scale: np.ndarray,
+             persistence: list[np.ndarray]) -> dict[str, Any]:
+    sec = np.array(rec["seconds"])
+    errs = [float(np.mean((m - y) ** 2 / scale)) for m, y in zip(rec["mean"], truth, strict=True)
+            if m is not None]
+    pers = [float(np.mean((p - y) ** 2 / scale)) for p, y in zip(persistence, truth,
+                                                                   strict=True)]
+    tokens = [t for t in rec["prompt_tokens"] if t is not None]
+    return {
+        "seconds_median": float(np.median(sec)), "seconds_p95": float(np.percentile(sec, 95)),
+        "seconds_max": float(sec.max()), "predictions_per_second": float(1 / np.median(sec)),
+        "prompt_tokens_median": float(np.median(tokens)) if tokens else None,
+        "prompt_tokens_max": int(max(tokens)) if tokens else None,
+        "parse_failures": int(sum(rec["parse_failures"])),
+        "unanswered": sum(m is None for m in rec["mean"]),
+        "mse": float(np.mean(errs)) if errs else None,
+        "median_squared_error": float(np.median(errs)) if errs else None,
+        "persistence_mse": float(np.mean(pers)),
+        "threads": {str(n): rec["threads"].count(n) for n in sorted(
+            {t for t in rec["threads"] if t is not None})},
+        "n": len(sec),
+    }
+
+
+def bench_llm(backend: LLMBackend, queries: int = 30, k: int = 12,
+              wide_queries: int = 20) -> dict[str, Any]:
+    """Seconds per prediction (median, p95) of the language-model predictor, before and
+    after this session's changes, interleaved on the same queries: a 3-variable system
+    (v, c, ca; cancer with chemotherapy, 20 patients of history) and a 15-variable
+    series streamed predict-then-observe. Accuracy on the same queries: one-step MSE,
+    in raw units on the 3-variable system, scaled by each variable's variance of changes
+    on the 15-variable one; persistence on the same queries for reference."""
+    load_start = os.getloadavg()
+    configs = _lm_configs(backend)
+    out: dict[str, Any] = {"k": k, "backend": backend.name, "configs": list(configs)}
     schema = Schema(CANCER_VARIABLES[:3])
     retriever = _history(20, seed=3)
     test = simulate_patients(2, seed=4, variant="cancer-chemo")
-    llm = LLMPredictor(backend)
-    lat, tokens = [], []
-    rows = [r for p in test for r in p.rows("cancer-chemo")[:-1]][:queries]
-    for row in rows:
+    pairs = [pair for p in test for pair in itertools.pairwise(p.rows("cancer-chemo"))]
+    recs: dict[str, dict[str, list[Any]]] = {}
+    truth, pers = [], []
+    for i, (row, nxt) in enumerate(pairs[:queries]):
         q = Query({"v": row["v"], "c": row["c"]}, {"ca": row["ca"]}, ["v", "c"], schema)
         ex = retriever.search(q.state, q.action, schema, k=k)
-        start = time.perf_counter()
-        out = llm.predict(q, ex)
-        lat.append(time.perf_counter() - start)
-        tokens.append(out.info["prompt_tokens"])
-    return {
-        "prompt_tokens_median": statistics.median(tokens),
-        "prompt_tokens_max": max(tokens),
-        "seconds_per_prediction_median": statistics.median(lat),
-        "predictions_per_second": 1.0 / statistics.median(lat),
-        "queries": len(rows),
-        "k": k,
-        "backend": backend.name,
-    }
+        _timed(configs, q, ex, i, recs)
+        truth.append(np.array([nxt["v"], nxt["c"]]))
+        pers.append(np.array([row["v"], row["c"]]))
+    out["small"] = {n: _summary(r, truth, np.ones(2), pers) for n, r in recs.items()}
+    out["small"]["queries"] = len(truth)
+    rows = wide_series()
+    names = [v.name for v in WIDE_VARIABLES]
+    wide = Twin("wide", WIDE_VARIABLES, predictors=[Persistence()])
+    first, every = 30, max(1, (len(rows) - 31) // max(wide_queries, 1))
+    recs, truth, pers = {}, [], []
+    for t, (row, nxt) in enumerate(itertools.pairwise(rows)):
+        wide.observe(row, episode="e", t=float(t))
+        if t < first or (t - first) % every or len(truth) >= wide_queries:
+            continue
+        q = Query(dict(row), {}, names, wide.schema)
+        ex = wide.retriever.search(q.state, q.action, wide.schema, k=k)
+        _timed(configs, q, ex, len(truth), recs)
+        truth.append(np.array([nxt[n] for n in names]))
+        pers.append(np.array([row[n] for n in names]))
+    changes = np.diff(np.array([[r[n] for n in names] for r in rows]), axis=0)
+    out["wide"] = {n: _summary(r, truth, changes.var(axis=0), pers) for n, r in recs.items()}
+    out["wide"]["queries"] = len(truth)
+    for llm in configs.values():
+        if llm.backend is not backend:
+            llm.backend.close()
+    out["load_average_start"] = load_start[0]
+    out["load_average_end"] = os.getloadavg()[0]
+    after = out["small"]["after"]
+    # the engine table's figures, as before
+    out.update({
+        "prompt_tokens_median": after["prompt_tokens_median"],
+        "prompt_tokens_max": after["prompt_tokens_max"],
+        "seconds_per_prediction_median": after["seconds_median"],
+        "predictions_per_second": after["predictions_per_second"],
+        "queries": out["small"]["queries"],
+    })
+    return out
 
 
 def bench_retrieval(
@@ -287,7 +404,7 @@ def run(backend: LLMBackend, quick: bool = False, out: Path | None = None,
     ``engine.json`` in ``out``) and write ``engine.json`` and ``engine.md``."""
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("observe", lambda: bench_observe(2000 if quick else 5000, 3)),
-        ("llm", lambda: bench_llm(backend, 15 if quick else 40)),
+        ("llm", lambda: bench_llm(backend, 12 if quick else 40, wide_queries=6 if quick else 20)),
         ("stream", lambda: bench_stream(backend, 4 if quick else 6)),
         (
             "retrieval",
@@ -328,6 +445,40 @@ def run(backend: LLMBackend, quick: bool = False, out: Path | None = None,
     return results
 
 
+def _lm_details(llm: dict[str, Any]) -> list[str]:
+    """The LM step's table: each configuration on the same queries, interleaved."""
+    lines = [
+        f"Language model (step `llm`, {llm['k']} examples a prompt; load average "
+        f"{llm['load_average_start']:.1f} at the start, {llm['load_average_end']:.1f} at the "
+        "end; 2 cores). `before`: 2 fixed threads, free decoding with retries on "
+        "unparseable replies (as the last engine bench ran); `after`: threads on the cores "
+        "the rest of the machine left idle, the reply constrained to one integer per target. "
+        "Both answer the same queries, in alternating order. MSE: one-step, raw units on 3 "
+        "variables, each variable's squared error over its variance of changes on 15.",
+        "",
+        "| series | config | s/prediction median | p95 | max | predictions/s | prompt tokens "
+        "median | parse failures | unanswered | MSE | median sq. error | persistence MSE "
+        "| threads used |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, label in (("small", "3 variables"), ("wide", "15 variables")):
+        part = llm[key]
+        for name in llm["configs"]:
+            x = part[name]
+
+            def num(v: float | None, f: str = ".3g") -> str:
+                return "n/a" if v is None else format(v, f)
+
+            lines.append(
+                f"| {label} ({part['queries']} queries) | {name} | {x['seconds_median']:.2f} | "
+                f"{x['seconds_p95']:.2f} | {x['seconds_max']:.2f} | "
+                f"{x['predictions_per_second']:.2f} | {num(x['prompt_tokens_median'], '.0f')} | "
+                f"{x['parse_failures']} | {x['unanswered']} | {num(x['mse'])} | "
+                f"{num(x['median_squared_error'])} | {x['persistence_mse']:.3g} | "
+                + ", ".join(f"{k}: {v}" for k, v in x["threads"].items()) + " |")
+    return lines
+
+
 def report(r: dict[str, Any]) -> str:
     """engine.md: a table of the targets measured, then the details of each step."""
     o, llm, s, ret, a, h = (r.get(k) for k in STEPS)
@@ -356,6 +507,13 @@ def report(r: dict[str, Any]) -> str:
             f"{llm['prompt_tokens_median']:.0f}, max {llm['prompt_tokens_max']} | <= 300 |",
             f"| LM predictions per second | {llm['predictions_per_second']:.2f} "
             f"({llm['seconds_per_prediction_median']:.2f} s each) | >= 1 |"]
+        if "wide" in llm:
+            sm, wd = llm["small"]["after"], llm["wide"]["after"]
+            rows += [
+                f"| LM seconds per prediction, 3 variables: median / p95 | "
+                f"{sm['seconds_median']:.2f} / {sm['seconds_p95']:.2f} | (the tail) |",
+                f"| LM seconds per prediction, 15 variables: median / p95 | "
+                f"{wd['seconds_median']:.2f} / {wd['seconds_p95']:.2f} | (the tail) |"]
     if s:
         rows += [
             f"| combination / best single ({s['best_single']}), relative MSE | "
@@ -391,6 +549,8 @@ def report(r: dict[str, Any]) -> str:
         *rows,
         "",
     ]
+    if llm and "wide" in llm:
+        lines += [*_lm_details(llm), ""]
     if ret:
         lines += [
             f"One-step MSE with raw / tuned retrieval: numeric (ridge, 64 examples) "

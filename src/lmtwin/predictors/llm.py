@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,12 @@ class LLMPredictor:
             ``temperature``.
         retries: extra attempts (sampled) when a reply cannot be parsed; after them a
             ``ParseError`` carrying the raw reply is raised, never a guess.
-        grammar: constrain replies with a grammar when the backend supports it.
+        grammar: constrain replies with a grammar when the backend supports it (unless
+            ``numbers`` does it first).
+        numbers: when the backend can (``supports_numbers``, the embedded llama.cpp one),
+            constrain the reply to exactly one integer per target: no unparseable reply
+            to retry and nothing decoded past the last number, at no cost per token (a
+            GBNF grammar costs about 0.1 s a token over Gemma's 262k-token vocabulary).
         describe: write the variables' descriptions and knowledge notes in the prompt.
         min_examples: below this many complete examples, raise NotReady.
         k: examples in the prompt (12: measured more accurate than 16 on the cancer stream,
@@ -40,6 +46,7 @@ class LLMPredictor:
         temperature: float = 0.7,
         retries: int = 2,
         grammar: bool = False,
+        numbers: bool = True,
         describe: bool = True,
         min_examples: int = 2,
         k: int = 12,
@@ -56,6 +63,7 @@ class LLMPredictor:
         self.temperature = temperature
         self.retries = retries
         self.grammar = grammar
+        self.numbers = numbers
         self.describe = describe
         self.min_examples = min_examples
         self.prompt_tokens_: list[int] = []
@@ -69,12 +77,13 @@ class LLMPredictor:
             raise NotReady(f"llm predictor has {len(complete)} complete examples")
         prompt, layout = render(query, complete, self.describe, self.digits_in,
                                 self.digits_out, self.arrow)
-        grammar = (
-            reply_grammar(len(query.targets))
-            if self.grammar and self.backend.supports_grammar
-            else None
-        )
-        max_tokens = 8 * len(query.targets) + 4
+        extra: dict[str, Any] = {}
+        if self.numbers and getattr(self.backend, "supports_numbers", False):
+            extra["numbers"] = len(query.targets)
+        elif self.grammar and self.backend.supports_grammar:
+            extra["grammar"] = reply_grammar(len(query.targets))
+        # a sign, the digits of a change a little larger than the examples', a space
+        max_tokens = (self.digits_out + 4) * len(query.targets) + 2
         base = np.array([query.state[t] for t in query.targets])
         samples: list[np.ndarray] = []
         tokens, failures = 0, 0
@@ -86,8 +95,8 @@ class LLMPredictor:
                 max_tokens=max_tokens,
                 temperature=temperature,
                 stop=["\n"],
-                grammar=grammar,
                 seed=attempt,
+                **extra,
             )
             tokens += out.prompt_tokens
             attempt += 1

@@ -7,6 +7,10 @@ typical value has a few significant digits, and the column header names the scal
 (``c*100``). No decimal points and no plus signs: fewer tokens for the same information.
 An input with the same value in every example and the query teaches nothing; it is
 stated once (``# ca = 0 in every row``) instead of in each row.
+
+What never changes between two queries of a twin (the variables' descriptions, the notes)
+comes first, what the examples decide (constant inputs, column scales) after it, so a
+backend that keeps the previous prompt's KV cache evaluates the fixed header only once.
 """
 
 from __future__ import annotations
@@ -120,7 +124,9 @@ def render(
     layout = Layout.for_query(query, examples, digits_in, digits_out)
     lines = []
     if describe:
-        for name in [*layout.inputs, *layout.fixed]:
+        # the query's variables in one order whichever are constant in this prompt, so
+        # consecutive prompts share this header and the backend's KV cache keeps it
+        for name in [*sorted(query.state), *sorted(query.action)]:
             if name in query.schema:
                 var = query.schema[name]
                 unit = f" [{var.unit}]" if var.unit else ""
