@@ -66,7 +66,7 @@ def test_new_parts_replace_the_twin_and_an_old_run_lends_only_what_they_lack(
     text = (tmp_path / "m" / "report.md").read_text()
     for piece in ("knn (run 2026-01-01 00:00)", "kept from the run of 2026-01-01 00:00",
                   "This table is from the run of 2026-01-01 00:00",
-                  "The scenarios are from the run of 2026-01-01 00:00", "Merged "):
+                  "Scenarios drift: from the run of 2026-01-01 00:00", "Merged "):
         assert piece in text, piece
     # an old run on other seeds cannot lend its rows
     wrong = json.loads((old / "results.json").read_text())

@@ -261,7 +261,7 @@ COMBINATION = (
     "train streamed through validation) it is 8% above it on Hare-Lynx (102.7 against "
     "94.9): at eta 5 a member 1.2x the best keeps 37% of its weight, and the noisy kNN "
     "and persistence keep some, on 13 steps whose errors swing tenfold. With eta 10 the "
-    "combination's validation MSE falls on every task (Hare-Lynx 98.6, cancer -0.5%, "
+    "combination's validation MSE falls or holds on every task (Hare-Lynx 98.6, cancer -0.5%, "
     "cancer-chemo -2.4%, COVID -0.2%, plankton and cancer-untreated unchanged); the "
     "library's default is unchanged in this report. With parroting in the pool, plankton's "
     "validation combination (2.27e-06) stays far above parroting alone (9.1e-07): the "
@@ -431,13 +431,16 @@ def markdown(results: dict[str, Any]) -> str:
             "their warm-up fit (`kept`) or learn online from every revealed day (`online`, "
             "its time in the last column); both keep the variables they were fitted on.", "",
         ]
-        older = sorted({sc["run_date"] for sc in results["scenarios"].values()
-                        if sc.get("run_date") and sc["run_date"] != results["date"]})
+        # older than the twin columns of the tasks: another library's twin
+        cut = min((r["twin_run_date"] for r in results["tasks"].values()
+                   if r.get("twin_run_date")), default=results["date"])
+        older = [n for n, sc in results["scenarios"].items()
+                 if sc.get("run_date") and sc["run_date"] < cut]
         if older:
-            lines += [f"The scenarios are from the run of {', '.join(older)} UTC, not run "
-                      "again: their lmtwin rows are of the library then (its pool was "
-                      "persistence and the local ridge), not of this report's twin "
-                      "columns.", ""]
+            dates = sorted({results["scenarios"][n]["run_date"] for n in older})
+            lines += [f"Scenarios {', '.join(older)}: from the run of {', '.join(dates)} "
+                      "UTC, not run again: their lmtwin rows are of the library of that "
+                      "date, not of this report's twin columns.", ""]
         for name, sc in results["scenarios"].items():
             lines += [f"### {name}: {sc.get('title', '')}", ""]
             if "error" in sc:

@@ -547,6 +547,10 @@ def _merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out = merge_task(out, other)
     for old in legacy:
         out = _graft(out, old)
+    twin_dates = [r["run_date"] for r in current if r.get("run_date")
+                  and any(m.startswith("lmtwin") for m in r["per_seed"])]
+    if twin_dates:
+        out["twin_run_date"] = min(twin_dates)
     return out
 
 
