@@ -36,6 +36,7 @@ def _legacy(tmp_path: Path) -> Path:
                   "fallbacks": 0}
     old["scenarios"] = {"drift": {"title": "drifting dynamics", "seeds": [10], "summary": {}}}
     old["date"] = "2026-01-01 00:00"
+    old["grids"] = {"lmtwin_k": [1]}
     path.write_text(json.dumps(old))
     return tmp_path / "old"
 
@@ -63,6 +64,7 @@ def test_new_parts_replace_the_twin_and_an_old_run_lends_only_what_they_lack(
     assert r["lm"]["run_date"] == "2026-01-01 00:00"
     assert results["date"] > "2026-01-01 00:00"
     assert results["parts"][0]["date"] == "2026-01-01 00:00"
+    assert results["grids"]["lmtwin_k"] == suite.GRIDS["lmtwin_k"]  # the newest part's
     text = (tmp_path / "m" / "report.md").read_text()
     for piece in ("knn (run 2026-01-01 00:00)", "kept from the run of 2026-01-01 00:00",
                   "This table is from the run of 2026-01-01 00:00",

@@ -693,6 +693,8 @@ def merge(parts: Sequence[Path], out: Path) -> list[Path]:
             runs.setdefault(name, []).append(task)
         merged["scenarios"].update(r["scenarios"])
         merged["command"] += commands
+        if r["date"] >= merged["date"]:  # the newest part's grids are this report's
+            merged["grids"] = r.get("grids", merged.get("grids"))
         merged["date"] = max(merged["date"], r["date"])
         merged["seconds"] = max(merged["seconds"], r["seconds"])
         merged["peak_rss_mb"] = max(merged["peak_rss_mb"], r["peak_rss_mb"])
