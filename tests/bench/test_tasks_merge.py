@@ -93,3 +93,18 @@ def test_seed_independent_data_get_a_paired_comparison_over_steps() -> None:
     # a third of the resamples miss the step where the baseline is exact: ratio 1 / 4
     assert "95% interval 0.25 to" in line
     assert report.step_lines({**r, "deterministic": False}) == []
+
+
+def test_the_validation_scores_behind_the_chosen_settings_are_stated() -> None:
+    r = {"ratios": {"frozen": {"best_baseline": "parroting[frozen]"}}, "settings": [
+        {"lmtwin": {"setting": {"k": 64}, "validation_nmse": {"16": 0.5, "64": 0.1}},
+         "parroting": {"setting": [4, 4], "validation_nmse": {"(1, 1)": 0.9,
+                                                              "(4, 4)": 0.2}}},
+        {"lmtwin": {"setting": {"k": 16}, "validation_nmse": {"16": 0.3, "64": 0.4}},
+         "parroting": {"setting": [1, 1], "validation_nmse": {"(1, 1)": 0.4,
+                                                              "(4, 4)": 0.6}}}]}
+    line = report.validation_lines(r)[0]
+    assert "numeric learner 0.2, parroting 0.3." in line
+    # a best baseline chosen without a validation score (a network): nothing to say
+    r["ratios"]["frozen"]["best_baseline"] = "dynode[frozen]"
+    assert report.validation_lines(r) == []

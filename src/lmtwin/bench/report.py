@@ -202,6 +202,35 @@ def lent_lines(r: dict[str, Any]) -> list[str]:
             f"pool: {verdict}.", ""]
 
 
+def validation_lines(r: dict[str, Any]) -> list[str]:
+    """The best frozen baseline and the twin's numeric learner where their settings were
+    chosen: on the validation split, fitted on train, frozen (nMSE at the chosen setting,
+    mean over seeds). Says whether validation foresaw the test ranking."""
+    best = (r.get("ratios", {}).get("frozen") or {}).get("best_baseline")
+    name = best.rsplit("[", 1)[0] if best else None
+
+    def chosen(method: str | None) -> list[float]:
+        out = []
+        for s in r.get("settings", []):
+            cell = s.get(method or "") if isinstance(s, dict) else None
+            if not isinstance(cell, dict) or "validation_nmse" not in cell:
+                return []
+            setting = cell["setting"]
+            key = str(setting["k"]) if isinstance(setting, dict) else (
+                str(tuple(setting)) if isinstance(setting, list) else str(setting))
+            if key not in cell["validation_nmse"]:
+                return []
+            out.append(float(cell["validation_nmse"][key]))
+        return out
+
+    mine, theirs = chosen("lmtwin"), chosen(name)
+    if not mine or not theirs:
+        return []
+    return [f"On the validation split, where the settings were chosen (fitted on train, "
+            f"frozen; nMSE at the chosen setting, mean over seeds): the twin's numeric "
+            f"learner {np.mean(mine):.3g}, {name} {np.mean(theirs):.3g}.", ""]
+
+
 def step_lines(r: dict[str, Any]) -> list[str]:
     """On a task whose data do not depend on the seed, the spread over seeds is not the
     uncertainty of the comparison: the twin against the best frozen baseline step by
@@ -411,7 +440,8 @@ def markdown(results: dict[str, Any]) -> str:
                       "initialisation and sampling, so the other methods repeat their "
                       "numbers.", ""]
         lines += task_table(r)
-        lines += ["", *lent_lines(r), *step_lines(r), *settings_lines(r), ""]
+        lines += ["", *lent_lines(r), *step_lines(r), *validation_lines(r),
+                  *settings_lines(r), ""]
         t = r.get("timing_seconds", {})
         if t:
             lines += ["Time (all seeds): " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items())
