@@ -4,6 +4,7 @@ live Monitor and its replay agree, and a tiny run writes its table and figures."
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lmtwin.bench import alerts as bench
 from lmtwin.bench.alerts import Event, Outcome, Run, Setting, Size, Stream
@@ -85,3 +86,17 @@ def test_tiny_bench_writes_a_report_and_figures(tmp_path):
     text = bench.report(results, paths, "python -m lmtwin.bench.alerts")
     assert "| lmtwin |" in text and "### tank" in text and "false alarms / 1,000" in text
     assert "Against the targets" in text
+
+
+def test_every_lmtwin_setting_tried_is_one_the_monitor_accepts():
+    """The grid holds no level the window cannot reach (0.0002 with 2,000 residuals was
+    tried before: it could never flag an anomaly, and was chosen for its few alarms)."""
+    from lmtwin.intervene.alerts import InvalidSetting, Monitor
+    from lmtwin.store import MemoryStore
+
+    tried = [s for s in bench.grid() if s.method == "lmtwin"]
+    assert {dict(s.params)["alpha"] for s in tried} == {0.0, bench.ALPHA}
+    for setting in tried:
+        Monitor(store=MemoryStore(), name="x", window=bench.WINDOW, **dict(setting.params))
+    with pytest.raises(InvalidSetting):
+        Monitor(store=MemoryStore(), name="x", window=bench.WINDOW, alpha=bench.ALPHA / 2.5)

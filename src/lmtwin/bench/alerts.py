@@ -23,6 +23,7 @@ readings on every tuning stream.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -225,12 +226,12 @@ def run_stream(stream: Stream, live: Setting | None = None) -> Run:
     """Feed ``stream`` to a fresh twin with a Monitor attached (``live``'s settings, or
     one that never raises a drift alarm, to record p-values); record every score."""
     params = (dict(live.params) if live is not None
-              else {"alpha": ALPHA, "h": 1e300, "k": 0.5})
+              else {"alpha": ALPHA, "spike": ALPHA, "h": 1e300, "k": 0.5})
     twin = Twin(f"{stream.system}{stream.seed}", variables=stream.variables,
                 store=MemoryStore(), predictors=[Persistence(), LocalRidge()],
                 score_window=10**9, costly_every=0)
-    monitor = Monitor(twin, alpha=params["alpha"], window=WINDOW, h=params["h"],
-                      k=params["k"], seed=stream.seed)
+    monitor = Monitor(twin, alpha=params["alpha"], spike=params.get("spike", params["alpha"]),
+                      window=WINDOW, h=params["h"], k=params["k"], seed=stream.seed)
     index = {(ep, t): i for i, (ep, t, _) in enumerate(stream.rows)}
     rec: dict[str, list[Any]] = {k: [] for k in ("row", "variable", "z", "r", "previous",
                                                  "p", "ps", "pp", "x")}
@@ -291,8 +292,10 @@ class Setting:
 
 def grid() -> list[Setting]:
     """The settings tried on the tuning seeds (the 3-sigma rule has none to tune)."""
-    out = [Setting("lmtwin", (("alpha", a), ("h", h), ("k", k)))
-           for a in (ALPHA / 2.5, ALPHA) for h in (5, 6, 8, 10, 12, 15)
+    # alpha 0: no single-reading test (the spike test and the drift CUSUM only); levels
+    # below 1/(WINDOW + 1) are never reached (the Monitor refuses them)
+    out = [Setting("lmtwin", (("alpha", a), ("spike", sp), ("h", h), ("k", k)))
+           for a in (0.0, ALPHA) for sp in (ALPHA, 2 * ALPHA) for h in (5, 6, 8, 10)
            for k in (0.5, 1.0)]
     out += [Setting("ADWIN", (("delta", d), ("input", x)))
             for d in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6) for x in ("z", "|z|")]
@@ -323,11 +326,11 @@ def _detect(method: str, params: dict[str, Any], run: Run, mask: np.ndarray) -> 
         # windows). A spike test's alarm is on the reading before. Scored seeds run the
         # chosen Monitor live.
         cusum = Shift(params["h"], params["k"])
-        alpha = params["alpha"]
+        alpha, spike = params["alpha"], params.get("spike", params["alpha"])
         hits = []
         for i, (p, pp, x) in enumerate(zip(run.p[mask], run.pp[mask], run.x[mask],
                                            strict=True)):
-            if pp <= alpha and i:
+            if pp <= spike and i:
                 hits.append(i - 1)
             if (p <= alpha) | (math.isfinite(x) and cusum.update(float(x))):
                 hits.append(i)
@@ -396,6 +399,7 @@ class Results:
     outcomes: dict[tuple[str, str, str, int], Outcome]  # (method, system, fault, seed)
     runs_seconds: float
     example: Run | None = None
+    load: tuple[float, float] = (math.nan, math.nan)  # 1-min load average at start, end
 
 
 def streams(seed: int, size: Size, system: str) -> Iterator[Run]:
@@ -438,6 +442,7 @@ def run(seeds: Sequence[int] = (10, 11, 12), tune_seeds: Sequence[int] = (0, 1),
     size = size or (QUICK if quick else Size())
     say = progress or (lambda _: None)
     started = time.perf_counter()
+    load = os.getloadavg()[0]
     settings = grid()
     per: dict[Setting, list[Outcome]] = {s: [] for s in settings}
     for seed in tune_seeds:
@@ -460,7 +465,7 @@ def run(seeds: Sequence[int] = (10, 11, 12), tune_seeds: Sequence[int] = (0, 1),
                 if example is None and system == "tank" and r.stream.fault == "step":
                     example = r
     return Results(size, list(tune_seeds), list(seeds), chosen, tuning, outcomes,
-                   time.perf_counter() - started, example)
+                   time.perf_counter() - started, example, (load, os.getloadavg()[0]))
 
 
 def _scored_streams(seed: int, size: Size, system: str, mine: Setting) -> Iterator[Run]:
@@ -506,7 +511,9 @@ def report(results: Results, figures: Sequence[Path] = (), command: str = "") ->
         f"{', '.join(map(str, results.tune_seeds))} (per detector, the most sensitive "
         "setting with at most 1 false alarm per 1,000 fault-free readings on every tuning "
         "stream); scored on seeds "
-        f"{', '.join(map(str, results.seeds))} ({results.runs_seconds / 60:.1f} min in all).",
+        f"{', '.join(map(str, results.seeds))} ({results.runs_seconds / 60:.1f} min in all; "
+        f"load average {results.load[0]:.1f} at the start, {results.load[1]:.1f} at the end, "
+        "on 2 shared cores).",
         "",
         "Streams: cancer, patients one after another (a twin warmed up on "
         f"{size.warm_patients} patients, then {size.test_patients} scored), v and c read "
@@ -529,9 +536,11 @@ def report(results: Results, figures: Sequence[Path] = (), command: str = "") ->
         "Detectors: lmtwin = the `Monitor` on the twin: residuals normalised by a scale "
         "it learns per variable (the twin's difficulty, a constant or the reading's "
         "size, whichever leaves the lightest tail); an anomaly when the conformal "
-        f"p-value of |e| against the last {WINDOW} is at most alpha, or when the "
-        "p-value of the spike score of two consecutive readings (the smaller |e| when "
-        "of opposite signs) is; a drift alarm when a two-sided CUSUM (allowance k) of the "
+        f"p-value of |e| against the last {WINDOW} is at most alpha (0: this test off), "
+        "or when the p-value of the spike score of two consecutive readings (|e1 - e2| / "
+        "sqrt 2 when of opposite signs) is at most spike; a flagged reading's residuals, "
+        "the one into a spike included, join the windows clipped to their largest; a "
+        "drift alarm when a two-sided CUSUM (allowance k) of the "
         "normal scores of the signed residuals' smoothed conformal p-values reaches h; "
         "a patient's first 3 readings judged among other patients' first readings. "
         "ADWIN and Page-Hinkley (river) and the 3-sigma rule "
