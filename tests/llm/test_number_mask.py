@@ -35,10 +35,12 @@ def test_mask_allows_exactly_count_integers_then_a_newline():
     assert texts(mask.allowed(ids(" -"))) == digits
     # inside the first number: more digits or a separator, never the newline yet
     assert texts(mask.allowed(ids(" ", "4"))) == digits | {" ", " -"}
-    # inside the last number: more digits or the newline, never a third number
-    assert texts(mask.allowed(ids(" ", "4", " -", "1"))) == digits | {"\n"}
+    # inside the last number: more digits, the newline, or a separator that ends the reply
+    assert texts(mask.allowed(ids(" ", "4", " -", "1"))) == digits | {"\n", " ", " -"}
+    assert texts(mask.allowed(ids(" ", "4", " -", "1", " "))) == {"\n"}
+    assert texts(mask.allowed(ids(" ", "4", " -", "1", " -"))) == {"\n"}
     # at most 3 digits a number
-    assert texts(mask.allowed(ids(" ", "4", " ", "1", "2", "3"))) == {"\n"}
+    assert texts(mask.allowed(ids(" ", "4", " ", "1", "2", "3"))) == {"\n", " ", " -"}
 
 
 def test_mask_sets_other_tokens_to_minus_infinity():
@@ -50,7 +52,7 @@ def test_mask_sets_other_tokens_to_minus_infinity():
     assert first[IDS["7"]] == logits[IDS["7"]]
     # the next call sees the prompt and the reply's first token, "5": newline allowed
     after = mask(np.array([9, 9, 9, IDS["5"]]), logits)
-    assert after[IDS["\n"]] == logits[IDS["\n"]] and np.isneginf(after[IDS[" "]])
+    assert after[IDS["\n"]] == logits[IDS["\n"]] and np.isneginf(after[IDS["-"]])
 
 
 def test_a_tokenizer_with_multi_token_digits_is_not_supported():

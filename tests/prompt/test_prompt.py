@@ -53,7 +53,7 @@ def test_render_rows_of_scaled_changes_with_notes_and_missing():
     assert "1000 5 -> -15" in lines
     assert "985 ? -> 5" in lines  # a missing action is written as ?, not 0
     assert len([x for x in lines if "->" in x]) == 4  # header, 2 complete examples, query
-    assert lines[-1] == "970 5 ->"
+    assert lines[-1] == "970 5 ->"  # no space: " -" is one token, the sign of a change
     assert layout.decode([-15.0]) == [-1.5]
 
 
@@ -91,3 +91,18 @@ def test_the_fixed_header_comes_first_whichever_inputs_are_constant():
     assert layout.fixed == {"w": 70.0}
     assert fixed.splitlines()[:4] == head and varied.splitlines()[:4] == head
     assert fixed.splitlines()[4] == "# w = 70 in every row"
+
+
+def test_a_row_budget_keeps_the_nearest_examples():
+    schema = Schema([Variable("v", "state"), Variable("w", "state")])
+    ex = [Transition("e", t, {"v": 10.0 + t, "w": 50.0 - t}, {}, {"v": 12.0 + t, "w": 49.0 - t})
+          for t in range(8)]  # nearest last, as the retriever gives them
+    q = Query({"v": 20.0, "w": 40.0}, {}, ["v", "w"], schema)
+    full, layout = render(q, ex, describe=False)
+    assert layout.rows == 8
+    short, kept = render(q, ex, describe=False, max_row_tokens=40)
+    rows = [x for x in short.splitlines() if not x.startswith("#")][:-1]
+    assert kept.rows == len(rows) == 2  # each row "17 43 -> 2 -1" is 15 characters and more
+    assert rows == [x for x in full.splitlines() if not x.startswith("#")][-3:-1]
+    _, one = render(q, ex, describe=False, max_row_tokens=1)
+    assert one.rows == 1  # never none

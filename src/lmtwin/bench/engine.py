@@ -142,12 +142,14 @@ def _timed(configs: dict[str, LLMPredictor], q: Query, ex: list[Any], i: int,
             out = llm.predict(q, ex)
             mean, failures, tokens = out.mean, out.info["parse_failures"], out.info[
                 "prompt_tokens"]
+            reply = out.info["reply_tokens"]
         except ParseError:
-            mean, failures, tokens = None, llm.retries + 1, None
+            mean, failures, tokens, reply = None, llm.retries + 1, None, None
         rec.setdefault("seconds", []).append(time.perf_counter() - start)
         rec.setdefault("mean", []).append(mean)
         rec.setdefault("parse_failures", []).append(failures)
         rec.setdefault("prompt_tokens", []).append(tokens)
+        rec.setdefault("reply_tokens", []).append(reply)
         rec.setdefault("threads", []).append(getattr(llm.backend, "threads", None))
 
 
@@ -159,11 +161,14 @@ def _summary(rec: dict[str, list[Any]], truth: list[np.ndarray], scale: np.ndarr
     pers = [float(np.mean((p - y) ** 2 / scale)) for p, y in zip(persistence, truth,
                                                                    strict=True)]
     tokens = [t for t in rec["prompt_tokens"] if t is not None]
+    reply = [t for t in rec["reply_tokens"] if t is not None]
     return {
         "seconds_median": float(np.median(sec)), "seconds_p95": float(np.percentile(sec, 95)),
         "seconds_max": float(sec.max()), "predictions_per_second": float(1 / np.median(sec)),
         "prompt_tokens_median": float(np.median(tokens)) if tokens else None,
         "prompt_tokens_max": int(max(tokens)) if tokens else None,
+        "reply_tokens_median": float(np.median(reply)) if reply else None,
+        "reply_tokens_max": int(max(reply)) if reply else None,
         "parse_failures": int(sum(rec["parse_failures"])),
         "unanswered": sum(m is None for m in rec["mean"]),
         "mse": float(np.mean(errs)) if errs else None,
@@ -445,6 +450,10 @@ def run(backend: LLMBackend, quick: bool = False, out: Path | None = None,
     return results
 
 
+def _num(v: float | None, f: str = ".3g") -> str:
+    return "n/a" if v is None else format(v, f)
+
+
 def _lm_details(llm: dict[str, Any]) -> list[str]:
     """The LM step's table: each configuration on the same queries, interleaved."""
     lines = [
@@ -457,24 +466,21 @@ def _lm_details(llm: dict[str, Any]) -> list[str]:
         "variables, each variable's squared error over its variance of changes on 15.",
         "",
         "| series | config | s/prediction median | p95 | max | predictions/s | prompt tokens "
-        "median | parse failures | unanswered | MSE | median sq. error | persistence MSE "
-        "| threads used |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "median | reply tokens median / max | parse failures | unanswered | MSE | median sq. "
+        "error | persistence MSE | threads used |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, label in (("small", "3 variables"), ("wide", "15 variables")):
         part = llm[key]
         for name in llm["configs"]:
             x = part[name]
-
-            def num(v: float | None, f: str = ".3g") -> str:
-                return "n/a" if v is None else format(v, f)
-
             lines.append(
                 f"| {label} ({part['queries']} queries) | {name} | {x['seconds_median']:.2f} | "
                 f"{x['seconds_p95']:.2f} | {x['seconds_max']:.2f} | "
-                f"{x['predictions_per_second']:.2f} | {num(x['prompt_tokens_median'], '.0f')} | "
-                f"{x['parse_failures']} | {x['unanswered']} | {num(x['mse'])} | "
-                f"{num(x['median_squared_error'])} | {x['persistence_mse']:.3g} | "
+                f"{x['predictions_per_second']:.2f} | {_num(x['prompt_tokens_median'], '.0f')} | "
+                f"{_num(x['reply_tokens_median'], '.0f')} / {_num(x['reply_tokens_max'], '.0f')} | "
+                f"{x['parse_failures']} | {x['unanswered']} | {_num(x['mse'])} | "
+                f"{_num(x['median_squared_error'])} | {x['persistence_mse']:.3g} | "
                 + ", ".join(f"{k}: {v}" for k, v in x["threads"].items()) + " |")
     return lines
 

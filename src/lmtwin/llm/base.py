@@ -18,7 +18,10 @@ class LLMBackend(Protocol):
     """A completion-style language model.
 
     Implementations set ``name`` (for provenance) and ``supports_grammar`` (whether
-    ``grammar``, a GBNF string, constrains the output).
+    ``grammar``, a GBNF string, constrains the output). Optionally, a backend that sets
+    ``supports_numbers = True`` accepts ``numbers=n`` in ``complete``: the reply is then
+    exactly ``n`` space-separated integers (the embedded llama.cpp backend does it at no
+    cost per token; callers check the flag with ``getattr`` before passing it).
     """
 
     name: str

@@ -104,7 +104,8 @@ class CpuShare:
 
 class NumberMask:
     """A logits processor that lets a model write exactly ``count`` integers separated by
-    single spaces (each optionally signed, at most ``max_digits`` digits), then a newline.
+    single spaces (each optionally signed, at most ``max_digits`` digits), then a newline
+    (or a space or sign and then the newline, when the model would go on).
 
     The cheap equivalent of the reply grammar: it touches one array per token instead of
     matching every vocabulary entry against a grammar. Token ids come from the model's own
@@ -135,11 +136,15 @@ class NumberMask:
                 done, run = done + 1, 0
             last = tok
         signs = [t for t in (self.space, self.minus, self.space_minus) if t is not None]
+        ends = [t for t in (self.space, self.space_minus) if t is not None]
+        if done >= self.count:  # the model went on past the last number: stop there
+            return [self.newline]  # type: ignore[list-item]
         if run:  # inside a number: more digits, or end it
             more = digits if run < self.max_digits else []
             if done + 1 >= self.count:
-                return [*more, self.newline]  # type: ignore[list-item]
-            ends = [t for t in (self.space, self.space_minus) if t is not None]
+                # a space is let through and then a newline forced: denied the space it
+                # wanted, a model would add a digit and write a ten times larger number
+                return [*more, self.newline, *ends]  # type: ignore[list-item]
             return [*more, *ends]
         if last == self.minus or last == self.space_minus:
             return digits

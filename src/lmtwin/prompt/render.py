@@ -57,6 +57,7 @@ class Layout:
     input_exp: list[int]
     target_exp: list[int]
     fixed: dict[str, float]
+    rows: int = 0  # example rows written by ``render``
 
     @property
     def inputs(self) -> list[str]:
@@ -115,13 +116,33 @@ def render(
     digits_in: int = 3,
     digits_out: int = 2,
     arrow: str = " ->",
+    max_row_tokens: int | None = None,
 ) -> tuple[str, Layout]:
-    """Return the prompt and its layout. The prompt ends where the model's reply begins.
+    """Return the prompt and its layout. The prompt ends where the model's reply begins,
+    right after the arrow: the rows' space after it is not written in the query, because
+    Gemma writes " -" (a negative change) as one token; a prompt ending in a space made it
+    drop the signs (measured: median squared error 175 instead of 0.23 on cancer).
 
     ``digits_in``/``digits_out`` are the significant digits of inputs and of changes;
-    ``arrow`` separates them (each digit and separator is one token for Gemma).
+    ``arrow`` separates them (each digit and separator is one token for Gemma);
+    ``max_row_tokens``: the nearest examples (the last ones) whose rows fit in about this
+    many tokens (a character of a row is about a token), at least one; the others are
+    left out, so a system of many variables gets fewer rows rather than a longer prompt.
     """
     layout = Layout.for_query(query, examples, digits_in, digits_out)
+    if max_row_tokens is not None:
+        kept: list[Transition] = []
+        used = 0
+        for ex in reversed(examples):
+            changes = layout.changes(ex)
+            if changes is None:
+                continue
+            used += len(layout.row(ex.state, ex.action)) + len(arrow) + len(changes) + 2
+            if kept and used > max_row_tokens:
+                break
+            kept.append(ex)
+        examples = kept[::-1]
+        layout = Layout.for_query(query, examples, digits_in, digits_out)
     lines = []
     if describe:
         # the query's variables in one order whichever are constant in this prompt, so
@@ -144,5 +165,6 @@ def render(
         changes = layout.changes(ex)
         if changes is not None:
             lines.append(f"{layout.row(ex.state, ex.action)}{arrow}{gap}{changes}")
+            layout.rows += 1
     lines.append(f"{layout.row(query.state, query.action)}{arrow}")
     return "\n".join(lines), layout
