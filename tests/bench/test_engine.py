@@ -23,5 +23,7 @@ def test_llm_step_reports_tails_accuracy_and_load():
         assert 0 < x["seconds_median"] <= x["seconds_p95"] <= x["seconds_max"]
         assert np.isfinite(x["mse"]) and x["unanswered"] == 0
     assert r["load_average_start"] >= 0
+    short = r["wide"][f"after, rows <= {engine.WIDE_ROW_TOKENS} tokens"]
+    assert short["prompt_tokens_median"] < r["wide"]["after"]["prompt_tokens_median"]
     text = "\n".join(engine._lm_details(r))
     assert "| 15 variables (2 queries) | after |" in text
