@@ -459,3 +459,24 @@ def test_monitor_flags_a_spike_and_a_leak_on_a_real_tank_twin():
     drifts = [a.t for a in monitor.alerts()[before:] if a.kind == "drift"]
     assert drifts and drifts[0] - 460 <= 15, drifts
     twin.close()
+
+
+def test_a_lasting_shift_is_one_drift_alert_within_the_refractory_span():
+    """The CUSUM restarts at each crossing; with ``refractory`` readings of calm after a
+    drift alert, a lasting shift raises one alert per span instead of one every few
+    readings."""
+    counts = {}
+    for refractory in (0, 40):
+        monitor = Monitor(store=MemoryStore(), name="pump", alpha=0.0, spike=0.002,
+                          window=500, h=5.0, k=1.0, refractory=refractory)
+        _warm(monitor, 500)
+        before = len(monitor.alerts())
+        rng = np.random.default_rng(14)
+        for i in range(40):  # the residuals' mean moves by 2 sd and stays there
+            monitor.check("x", 2.0 + float(rng.normal()), 0.0, 1.0, "e", 500.0 + i)
+        counts[refractory] = [a.t for a in monitor.alerts()[before:] if a.kind == "drift"]
+    assert len(counts[0]) >= 4 and len(counts[40]) == 1
+    assert counts[40][0] == counts[0][0] <= 512.0  # the first alert is as fast
+    for bad in (-1, 2.5):
+        with pytest.raises(InvalidSetting):
+            Monitor(store=MemoryStore(), name="pump", refractory=bad)  # type: ignore[arg-type]

@@ -101,6 +101,10 @@ class Run:
     alerted: set[tuple[int, str]]  # (row, variable) of the Monitor's stored alerts
     seconds: float
     live: Setting | None = None  # the lmtwin setting the Monitor ran with, if any
+    sigma: np.ndarray | None = None  # the twin's difficulty of each score
+    # (alpha, spike) -> the anomaly alarms and drift scores of a Monitor replayed exactly
+    replays: dict[tuple[float, float], tuple[set[tuple[int, str]], np.ndarray]] = field(
+        default_factory=dict)
 
 
 # --- streams from the true simulators ---------------------------------------------------
@@ -231,10 +235,11 @@ def run_stream(stream: Stream, live: Setting | None = None) -> Run:
                 store=MemoryStore(), predictors=[Persistence(), LocalRidge()],
                 score_window=10**9, costly_every=0)
     monitor = Monitor(twin, alpha=params["alpha"], spike=params.get("spike", params["alpha"]),
-                      window=WINDOW, h=params["h"], k=params["k"], seed=stream.seed)
+                      window=WINDOW, h=params["h"], k=params["k"], seed=stream.seed,
+                      refractory=int(params.get("refractory", 0)))
     index = {(ep, t): i for i, (ep, t, _) in enumerate(stream.rows)}
     rec: dict[str, list[Any]] = {k: [] for k in ("row", "variable", "z", "r", "previous",
-                                                 "p", "ps", "pp", "x")}
+                                                 "p", "ps", "pp", "x", "sigma")}
 
     def record(score: Score) -> None:  # runs after the monitor's listener
         if monitor.last_ is None:
@@ -249,6 +254,7 @@ def run_stream(stream: Stream, live: Setting | None = None) -> Run:
         rec["ps"].append(verdict.smooth)
         rec["pp"].append(verdict.pair)
         rec["x"].append(verdict.shift)
+        rec["sigma"].append(score.sigma)
 
     twin.add_listener(record)
     started = time.perf_counter()
@@ -257,10 +263,11 @@ def run_stream(stream: Stream, live: Setting | None = None) -> Run:
     seconds = time.perf_counter() - started
     alerted = {(index[(a.episode, a.t)], a.variable) for a in monitor.alerts()}
     twin.close()
-    f = {k: np.array(rec[k], dtype=float) for k in ("z", "r", "previous", "p", "ps", "pp", "x")}
+    f = {k: np.array(rec[k], dtype=float)
+         for k in ("z", "r", "previous", "p", "ps", "pp", "x", "sigma")}
     return Run(stream, np.array(rec["row"], dtype=int), np.array(rec["variable"]),
                f["z"], f["r"], f["previous"], f["p"], f["ps"], f["pp"], f["x"], alerted,
-               seconds, live)
+               seconds, live, f["sigma"])
 
 
 def residual_sigma(run: Run) -> float:
@@ -294,9 +301,10 @@ def grid() -> list[Setting]:
     """The settings tried on the tuning seeds (the 3-sigma rule has none to tune)."""
     # alpha 0: no single-reading test (the spike test and the drift CUSUM only); levels
     # below 1/(WINDOW + 1) are never reached (the Monitor refuses them)
-    out = [Setting("lmtwin", (("alpha", a), ("spike", sp), ("h", h), ("k", k)))
+    out = [Setting("lmtwin", (("alpha", a), ("spike", sp), ("h", h), ("k", k),
+                              ("refractory", q)))
            for a in (0.0, ALPHA) for sp in (ALPHA, 2 * ALPHA) for h in (5, 6, 8, 10)
-           for k in (0.5, 1.0)]
+           for k in (0.5, 1.0) for q in (0, 50)]
     out += [Setting("ADWIN", (("delta", d), ("input", x)))
             for d in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6) for x in ("z", "|z|")]
     out += [Setting("Page-Hinkley", (("threshold", h), ("input", x)))
@@ -310,6 +318,8 @@ def alarms(run: Run, setting: Setting) -> set[tuple[int, str]]:
     if setting == run.live:
         return set(run.alerted)  # the alerts the Monitor itself stored, live
     params = dict(setting.params)
+    if setting.method == "lmtwin":
+        return _lmtwin(run, params)
     out: set[tuple[int, str]] = set()
     for var in np.unique(run.variable):
         mask = run.variable == var
@@ -319,22 +329,50 @@ def alarms(run: Run, setting: Setting) -> set[tuple[int, str]]:
     return out
 
 
+def replay(run: Run, alpha: float, spike: float) -> tuple[set[tuple[int, str]], np.ndarray]:
+    """A Monitor with levels ``alpha`` and ``spike`` (no drift test) run again on the
+    scores the twin made: the same residuals, difficulties, readings before and draws,
+    so the same verdicts as live (the monitor never changes what the twin scores). Its
+    anomaly alarms (row, variable) and the drift CUSUM's score of each reading."""
+    key = (alpha, spike)
+    if key not in run.replays:
+        assert run.sigma is not None
+        monitor = Monitor(store=MemoryStore(), name="replay", alpha=alpha, spike=spike,
+                          window=WINDOW, h=math.inf, seed=run.stream.seed)
+        rows = run.stream.rows
+        index = {(ep, t): i for i, (ep, t, _) in enumerate(rows)}
+        x = np.full(len(run.row), math.nan)
+        for i, row in enumerate(run.row.tolist()):
+            ep, t, _ = rows[row]
+            monitor.check(str(run.variable[i]), float(run.r[i]), 0.0, float(run.sigma[i]),
+                          ep, t, float(run.previous[i]))
+            if monitor.last_ is not None:
+                x[i] = monitor.last_.shift
+        found = {(index[(a.episode, a.t)], a.variable) for a in monitor.alerts()}
+        run.replays[key] = (found, x)
+    return run.replays[key]
+
+
+def _lmtwin(run: Run, params: dict[str, Any]) -> set[tuple[int, str]]:
+    """The alarms of the Monitor with ``params``: its anomalies replayed exactly
+    (``replay``), its drift CUSUM and refractory span run on the replay's scores as the
+    Monitor runs them."""
+    found, x = replay(run, params["alpha"], params.get("spike", params["alpha"]))
+    out = set(found)
+    for var in np.unique(run.variable):
+        mask = run.variable == var
+        cusum, calm = Shift(params["h"], params["k"]), 0
+        for row, score in zip(run.row[mask].tolist(), x[mask].tolist(), strict=True):
+            if not math.isfinite(score):
+                continue  # an episode's first readings: no drift test
+            calm -= 1
+            if cusum.update(score) and calm < 0:
+                calm = params.get("refractory", 0)
+                out.add((row, str(var)))
+    return out
+
+
 def _detect(method: str, params: dict[str, Any], run: Run, mask: np.ndarray) -> list[int]:
-    if method == "lmtwin":
-        # the Monitor's verdicts replayed from what it recorded (with ALPHA; at another
-        # alpha the replay is close, not exact: an anomaly's residual stays out of the
-        # windows). A spike test's alarm is on the reading before. Scored seeds run the
-        # chosen Monitor live.
-        cusum = Shift(params["h"], params["k"])
-        alpha, spike = params["alpha"], params.get("spike", params["alpha"])
-        hits = []
-        for i, (p, pp, x) in enumerate(zip(run.p[mask], run.pp[mask], run.x[mask],
-                                           strict=True)):
-            if pp <= spike and i:
-                hits.append(i - 1)
-            if (p <= alpha) | (math.isfinite(x) and cusum.update(float(x))):
-                hits.append(i)
-        return hits
     z = run.z[mask]
     if method == "3-sigma":
         return _three_sigma(z)
@@ -423,13 +461,14 @@ def _summary(outcomes: Sequence[Outcome]) -> dict[str, float]:
 
 def choose(tuning: dict[Setting, dict[str, float]]) -> dict[str, Setting]:
     """Per method, the most sensitive setting within the false-alarm target on every
-    tuning stream (the worst seed and system, not the mean), or, if none is, the one
-    with the fewest false alarms at worst."""
+    tuning stream (the worst seed and system, not the mean), or, if none is, the most
+    sensitive of those with the fewest false alarms at worst."""
     chosen = {}
     for method in dict.fromkeys(s.method for s in tuning):
         mine = {s: v for s, v in tuning.items() if s.method == method}
         ok = {s: v for s, v in mine.items() if v["worst"] <= TARGET_FA}
-        pool = ok or {min(mine, key=lambda s: mine[s]["worst"]): {}}
+        least = min(v["worst"] for v in mine.values())
+        pool = ok or {s: v for s, v in mine.items() if v["worst"] == least}
         chosen[method] = min(pool, key=lambda s: (-mine[s]["detected"], mine[s]["delay"],
                                                   mine[s]["false"]))
     return chosen
@@ -541,7 +580,10 @@ def report(results: Results, figures: Sequence[Path] = (), command: str = "") ->
         "sqrt 2 when of opposite signs) is at most spike; a flagged reading's residuals, "
         "the one into a spike included, join the windows clipped to their largest; a "
         "drift alarm when a two-sided CUSUM (allowance k) of the "
-        "normal scores of the signed residuals' smoothed conformal p-values reaches h; "
+        "normal scores of the signed residuals' smoothed conformal p-values reaches h, "
+        "none within `refractory` readings of the variable's last one; on the tuning "
+        "seeds every lmtwin setting is the Monitor run again on the twin's recorded "
+        "scores (the same verdicts as live: tested); "
         "a patient's first 3 readings judged among other patients' first readings. "
         "ADWIN and Page-Hinkley (river) and the 3-sigma rule "
         "(|z - mean| > 3 sd of the previous 2,000) read z = residual / the twin's "
