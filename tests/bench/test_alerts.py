@@ -87,6 +87,9 @@ def test_tiny_bench_writes_a_report_and_figures(tmp_path):
     text = bench.report(results, paths, "python -m lmtwin.bench.alerts")
     assert "| lmtwin |" in text and "### tank" in text and "false alarms / 1,000" in text
     assert "Against the targets" in text
+    assert set(results.spikes) == {("cancer", 10), ("tank", 10)}
+    assert all(size > 0 and top > 0 for size, top, _ in results.spikes.values())
+    assert "The spike's size against the largest fault-free residual" in text
 
 
 def test_every_lmtwin_setting_tried_is_one_the_monitor_accepts():
