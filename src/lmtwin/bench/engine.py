@@ -471,8 +471,10 @@ def _lm_details(llm: dict[str, Any]) -> list[str]:
         "the rest of the machine left idle, the reply constrained to one integer per target; "
         f"on 15 variables also `after, rows <= {WIDE_ROW_TOKENS} tokens` (`max_row_tokens`: "
         "only the nearest examples whose rows fit, off by default). All answer the same "
-        "queries, in alternating order. MSE: one-step, raw units on 3 "
-        "variables, each variable's squared error over its variance of changes on 15.",
+        "queries, in alternating order, with the same prompt (the header's order, this "
+        "session's one prompt change, applies to all). MSE: one-step over the answered "
+        "queries, raw units on 3 variables, each variable's squared error over its "
+        "variance of changes on 15.",
         "",
         "| series | config | s/prediction median | p95 | max | predictions/s | prompt tokens "
         "median | reply tokens median / max | parse failures | unanswered | MSE | median sq. "
