@@ -31,6 +31,7 @@ def test_numbers_constrain_a_reply_to_that_many_integers(gemma):
 def test_smollm2_backend_conforms():
     backend = LlamaCppBackend("smollm2-135m", n_threads=2)
     check_backend(backend)
+    assert backend.supports_numbers  # its digits are single tokens too
     backend.close()
 
 

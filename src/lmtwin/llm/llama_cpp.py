@@ -214,6 +214,8 @@ class LlamaCppBackend:
         self.max_threads = n_threads or os.cpu_count() or 2
         self.cpu = CpuShare() if adapt_threads else None
         self.threads = self.max_threads  # threads of the last call
+        # replies of numbers by the mask, when this model's digits are single tokens
+        self.supports_numbers = NumberMask(self._llm, 1).supported
 
     def _set_threads(self) -> None:
         n = self.cpu.threads(self.max_threads) if self.cpu is not None else self.max_threads
