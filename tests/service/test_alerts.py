@@ -146,3 +146,19 @@ def test_dashboard_alerts_panel_in_chromium(tmp_path):
             admin.close()
     finally:
         browser.close()
+
+
+def test_the_service_watches_with_the_monitors_defaults(tmp_path):
+    """The service's alert settings are those the detection bench chose (the Monitor's
+    defaults), not a second set nobody measured."""
+    from lmtwin.intervene.alerts import Monitor
+    from lmtwin.store import MemoryStore
+
+    s = Settings(store=str(tmp_path / "x.db"), admin_key=ADMIN)
+    service = Monitor(store=MemoryStore(), name="a", alpha=s.alert_alpha, spike=s.alert_spike,
+                      window=s.alert_window, threshold=s.alert_threshold,
+                      refractory=s.alert_refractory)
+    library = Monitor(store=MemoryStore(), name="b")
+    for field in ("alpha", "spike", "window", "threshold", "refractory", "h", "k"):
+        assert getattr(service, field) == getattr(library, field), field
+    assert (library.alpha, library.spike, library.refractory) == (0.0, 0.0005, 50)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import os
 from typing import Literal
 
@@ -70,14 +71,22 @@ class Settings(BaseModel):
     tune_every: int = Field(0, ge=0, description=(
         "re-tune each twin's retrieval encoder in the background every N new transitions "
         "(needs the 'tune' extra); 0: off"))
-    alert_alpha: float = Field(0.0005, gt=0, lt=1, description=(
+    alert_alpha: float = Field(0.0, ge=0, lt=1, description=(
         "an observation whose conformal p-value is at most this raises an anomaly alert "
-        "(needs 1/alert_alpha - 1 scored readings of the variable first)"))
+        "(needs 1/alert_alpha - 1 scored readings of the variable first); 0: off, the "
+        "spike and drift tests watch instead (the detection bench's choice)"))
+    alert_spike: float | None = Field(None, ge=0, lt=1, description=(
+        "level of the spike test (a reading out of line with the readings either side); "
+        "0: off; unset: alert_alpha if set, else 0.0005 (or the smallest level "
+        "alert_window reaches)"))
     alert_window: int = Field(2000, ge=10, description=(
         "normalised residuals per variable that calibrate the alerts' p-values"))
-    alert_threshold: float = Field(3000.0, gt=1, description=(
-        "level of the drift martingale's CUSUM that raises a drift alert (mean time to a "
-        "false alarm at least this many readings when nothing changes)"))
+    alert_refractory: int = Field(50, ge=0, description=(
+        "after a drift alert, readings of the variable that raise no other drift alert"))
+    alert_threshold: float = Field(math.inf, gt=1, description=(
+        "level of the drift test martingale's CUSUM (inf: not used; the drift CUSUM on "
+        "normal scores watches anyway); mean time to a false alarm at least this many "
+        "readings when nothing changes"))
     sse_ping_s: float = Field(15.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -101,8 +101,10 @@ class ServiceBase:
         entry = Entry(twin, config, meta["created_at"])
         # anomaly and drift alerts: stored, and pushed as SSE events
         entry.monitor = Monitor(twin, alpha=self.settings.alert_alpha,
+                                spike=self.settings.alert_spike,
                                 window=self.settings.alert_window,
-                                threshold=self.settings.alert_threshold)
+                                threshold=self.settings.alert_threshold,
+                                refractory=self.settings.alert_refractory)
         entry.monitor.subscribe(lambda a: self.events.publish(name, "alert", a.to_dict()))
         if self.settings.tune_every:
             twin.start_tuner(every=self.settings.tune_every)
