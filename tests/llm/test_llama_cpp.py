@@ -71,3 +71,15 @@ def test_twin_end_to_end_with_real_model(gemma):
     assert np.isfinite(p.mean["x"])
     assert p.provenance["info"]["llm"]["prompt_tokens"] > 0
     assert any("llm" in s.by_predictor for s in twin.scores_)
+
+
+def test_the_service_shared_backend_passes_the_number_mask_through(gemma):
+    # the service serialises twins' calls through LockedBackend: the predictor must see
+    # the mask there too, or the service decodes freely and retries
+    from lmtwin.service.core import LockedBackend
+
+    shared = LockedBackend(gemma)
+    assert shared.supports_numbers
+    out = shared.complete("# x y -> dx dy dz\n1 2 -> 3 4 5\n2 3 -> 4 5 6\n3 4 ->",
+                          numbers=2, max_tokens=2)
+    assert re.fullmatch(r" ?-?\d{1,6} -?\d{1,6}( -?)?", out.text), out.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from lmtwin.llm.base import Completion, LLMBackend
 from lmtwin.service.auth import ensure_admin
@@ -26,14 +27,17 @@ class LockedBackend:
         self.inner = backend
         self.name = backend.name
         self.supports_grammar = backend.supports_grammar
+        # the embedded backend's number mask (one integer per target, no retries)
+        self.supports_numbers = bool(getattr(backend, "supports_numbers", False))
         self._lock = threading.Lock()
 
     def complete(self, prompt: str, *, max_tokens: int = 32, temperature: float = 0.0,
                  stop: list[str] | None = None, grammar: str | None = None,
-                 seed: int | None = None) -> Completion:
+                 seed: int | None = None, numbers: int | None = None) -> Completion:
+        extra: dict[str, Any] = {} if numbers is None else {"numbers": numbers}
         with self._lock:
             return self.inner.complete(prompt, max_tokens=max_tokens, temperature=temperature,
-                                       stop=stop, grammar=grammar, seed=seed)
+                                       stop=stop, grammar=grammar, seed=seed, **extra)
 
     def close(self) -> None:
         """Closed by the service, never by one twin."""
