@@ -106,3 +106,47 @@ def test_a_leader_with_few_residuals_is_calibrated_on_its_own():
     own = cal.interval("x", 0.0, 1.0, 0.9, "numeric", min_group=fewest_residuals(0.9))
     assert pooled is not None and own is not None
     assert own[1] < 4.0 < 50.0 < pooled[1]
+
+
+def test_each_target_is_weighed_by_its_own_record():
+    # "numeric" is exact on c and fair on v; "llm" is fair on c and slightly better on v:
+    # pooled over both targets they are close, per target each has its own leader
+    h = Hedge()
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        cur = {"v": 100.0, "c": 5.0}
+        nxt = {"v": 100.0 + rng.normal(0, 5), "c": 5.0 + rng.normal(0, 1)}
+        h.update(nxt, cur, {
+            "numeric": {"v": nxt["v"] + 4.0, "c": nxt["c"] + 0.01},
+            "llm": {"v": nxt["v"] + 3.0, "c": nxt["c"] + 1.5},
+        })
+    by_c = h.weights(["numeric", "llm"], "c")
+    by_v = h.weights(["numeric", "llm"], "v")
+    assert by_c["numeric"] > 0.99 and by_v["llm"] > 0.9
+    m = h.weight_matrix(["numeric", "llm"], ["v", "c"])
+    assert m.shape == (2, 2) and np.allclose(m.sum(axis=0), 1.0)
+    assert m[0, 1] == pytest.approx(by_c["numeric"])
+    # a target without records of its own falls back to the pooled weights
+    assert h.weights(["numeric", "llm"], "new") == h.weights(["numeric", "llm"])
+
+
+def test_the_combination_takes_each_target_from_its_leader():
+    from lmtwin.predictors.base import Forecast
+    from lmtwin.predictors.combine import combine
+    from lmtwin.schema import Schema, Variable
+    from lmtwin.types import Query
+    from lmtwin.uncertainty import Calibrator
+
+    h = Hedge()
+    for _ in range(10):
+        h.update({"v": 10.0, "c": 1.0}, {"v": 9.0, "c": 2.0},
+                 {"a": {"v": 10.0, "c": 3.0}, "b": {"v": 14.0, "c": 1.0}})
+    schema = Schema()
+    for name in ("v", "c"):
+        schema.add(Variable(name, "state"))
+    query = Query({"v": 9.0, "c": 2.0}, {}, ["v", "c"], schema, [])
+    pred = combine(query, {"a": Forecast(np.array([[10.0, 3.0]])),
+                           "b": Forecast(np.array([[14.0, 1.0]]))},
+                   h, Calibrator(), 0.9, 0, np.random.default_rng(0))
+    assert pred.mean["v"] == pytest.approx(10.0, abs=1e-6)
+    assert pred.mean["c"] == pytest.approx(1.0, abs=1e-6)
