@@ -465,11 +465,11 @@ class Twin:
         never scored (the data assimilation's prior: one per reading)."""
         with self._lock:
             query, forecasts, _, _ = self._forecasts(state, action, predictors)
-            names = list(forecasts)
-            w = self.hedge.weight_matrix(names, query.targets)  # each target its own
+            weights = self.hedge.weights(list(forecasts))
             mean = np.zeros(len(query.targets))
-            for i, n in enumerate(names):
-                mean = mean + np.where(w[i] > 0, w[i] * forecasts[n].mean, 0.0)
+            for n, f in forecasts.items():
+                if weights[n] > 0:
+                    mean = mean + weights[n] * f.mean
             return {t: float(v) for t, v in zip(query.targets, mean, strict=True)}
 
     def _forecasts(

@@ -297,22 +297,14 @@ class TwinMethod:
         n = len(X)
         names = list(fc)
         ok = np.stack([fc[m][1] for m in names], axis=1)
-        # each target by its own Hedge records, as Twin.predict weighs them; the pooled
-        # weights pick the leader (the calibration group)
-        targets = list(self.task.states)
-        W = np.zeros((n, len(names), len(targets)))
-        pooled = np.zeros((n, len(names)))
+        W = np.zeros((n, len(names)))
         for pattern in np.unique(ok, axis=0):
             rows = (ok == pattern).all(axis=1)
-            answered = [m for m, o in zip(names, pattern, strict=True) if o]
-            got = self.twin.hedge.weight_matrix(answered, targets)
-            w = self.twin.hedge.weights(answered)
-            for j, m in enumerate(answered):
-                W[rows, names.index(m)] = got[j]
-            pooled[rows] = [w.get(m, 0.0) for m in names]
+            w = self.twin.hedge.weights([m for m, o in zip(names, pattern, strict=True) if o])
+            W[rows] = [w.get(m, 0.0) for m in names]
         M = np.stack([np.where(fc[m][1][:, None], fc[m][0], 0.0) for m in names], axis=1)
-        mean = np.einsum("npd,npd->nd", W, M)
-        spread = np.sqrt(np.einsum("npd,npd->nd", W, (M - mean[:, None]) ** 2))
+        mean = np.einsum("np,npd->nd", W, M)
+        spread = np.sqrt(np.einsum("np,npd->nd", W, (M - mean[:, None]) ** 2))
         step = np.array([self.twin.hedge.step(t) for t in self.task.states])
         # combine.change_scale for every row at once
         big, small = (np.where(ok[:, :, None], M, -np.inf).max(axis=1),
@@ -327,7 +319,7 @@ class TwinMethod:
         # same predictor (Mondrian), with combine's rule for a leader with few of them
         from lmtwin.predictors.combine import fewest_residuals
 
-        lead = np.array(names, dtype=object)[pooled.argmax(axis=1)]
+        lead = np.array(names, dtype=object)[W.argmax(axis=1)]
         lo, hi = np.full(mean.shape, np.nan), np.full(mean.shape, np.nan)
         for g in np.unique(lead):
             rows = lead == g

@@ -122,16 +122,15 @@ def rollout(
         for i, p in enumerate(chosen):
             means[i], ok[i] = _ask(twin, p, batch, columns, targets, contexts, actions)
             answered[p.name] += int(ok[i].sum())
-        w = _weights(twin, [p.name for p in chosen], ok, targets)
-        missing = (w.sum(axis=0) <= 0).any(axis=1)
-        if missing.any():
-            raise NotReady(f"no predictor could answer {int(missing.sum())} "
+        w = _weights(twin, [p.name for p in chosen], ok)
+        if (w.sum(axis=0) <= 0).any():
+            raise NotReady(f"no predictor could answer {int((w.sum(axis=0) <= 0).sum())} "
                            f"of {n} paths at step {step}")
-        mean = np.einsum("pnt,pnt->nt", w, np.where(ok[:, :, None], means, 0.0))
+        mean = np.einsum("pn,pnt->nt", w, np.where(ok[:, :, None], means, 0.0))
         nxt = mean
         if u is not None:
             dev = np.where(ok[:, :, None], means - mean, 0.0)
-            spread = np.sqrt(np.einsum("pnt,pnt->nt", w, dev**2))
+            spread = np.sqrt(np.einsum("pn,pnt->nt", w, dev**2))
             # the twin's difficulty (uncertainty.conformal.difficulty), for every path
             sigma = spread + 0.5 * np.abs(mean - cur) + 1e-3 * (scale + np.abs(cur)) + 1e-9
             z = np.column_stack([_quantiles(twin, t, u[:, step, j], sigma[:, j], group)
@@ -152,21 +151,21 @@ def _quantiles(twin: Twin, target: str, u: np.ndarray, sigma: np.ndarray,
     return q
 
 
-def _weights(twin: Twin, names: list[str], ok: np.ndarray, targets: list[str]) -> np.ndarray:
-    """(P, n, T) Hedge weights of the predictors that answered each path, each target by
-    its own records, as a single prediction would weigh them (one call per pattern of
-    answers, not per path)."""
+def _weights(twin: Twin, names: list[str], ok: np.ndarray) -> np.ndarray:
+    """(P, n) Hedge weights of the predictors that answered each path, as a single
+    prediction would weigh them (one call per pattern of answers, not per path)."""
     if ok.all():  # the usual case: every predictor answered every path
-        got = twin.hedge.weight_matrix(names, targets)
-        return np.repeat(got[:, None, :], ok.shape[1], axis=1)
-    w = np.zeros((*ok.shape, len(targets)))
+        got = twin.hedge.weights(names)
+        return np.repeat(np.array([[got[nm]] for nm in names]), ok.shape[1], axis=1)
+    w = np.zeros(ok.shape)
     patterns, inverse = np.unique(ok.T, axis=0, return_inverse=True)
     for i, pattern in enumerate(patterns):
         answered = [nm for nm, a in zip(names, pattern, strict=True) if a]
-        got = twin.hedge.weight_matrix(answered, targets)
+        got = twin.hedge.weights(answered)
         cols = np.flatnonzero(inverse.ravel() == i)
-        for j, nm in enumerate(answered):
-            w[names.index(nm)][cols] = got[j]
+        for j, nm in enumerate(names):
+            if pattern[j]:
+                w[j, cols] = got[nm]
     return w
 
 

@@ -26,12 +26,6 @@ comparison. (A record over its own, older steps against the others' recent ones 
 demo's language model keep 44% of the weight with 14x the numeric learner's error on one
 variable and 1.2x on the other.)
 
-Each target also has its own record, learnt the same way from that target's losses
-alone, and the combination weighs each target's forecasts by it (``weights(names,
-target)``): one weight across variables let the demo's language model lead on the drug
-concentration, where it was 16x worse than the numeric learner, because it was close on
-the tumour volume. A target without records of its own uses the pooled ones.
-
 Weights depend on the ratio of a predictor's error to the best one's: at ``eta = 5`` a
 predictor 1.2x the best keeps 37% of the best's weight and one 2x the best under 1%, so
 a combination stays close to its best member (it replaces a capped log loss that kept
@@ -83,48 +77,33 @@ class Hedge:
         self._rel: dict[str, float] = {}
         # (n, m) -> discounted mean of loss_n - loss_m over the steps both were scored
         self._excess: dict[tuple[str, str], float] = {}
-        # the same records per target: target -> (loss, n_updates, excess)
-        self._targets: dict[str, tuple[dict[str, float], dict[str, int],
-                                       dict[tuple[str, str], float]]] = {}
 
-    def weights(self, names: Sequence[str], target: str | None = None) -> dict[str, float]:
-        """Weights of ``names`` (the predictors that answered), summing to one: from the
-        records of ``target`` when it has some for ``names``, else the pooled ones."""
+    def weights(self, names: Sequence[str]) -> dict[str, float]:
+        """Weights of ``names`` (the predictors that answered), summing to one."""
         names = list(dict.fromkeys(names))
         if not names:
             return {}
-        loss, n_updates, excess = self._record(names, target)
-        rated = [n for n in names if n_updates.get(n, 0) >= self.min_scored]
+        rated = [n for n in names if self.n_updates_.get(n, 0) >= self.min_scored]
         if not rated:
             return {n: 1.0 / len(names) for n in names}
-        paired = _paired(rated, loss, n_updates, excess)
-        best = min(paired.values())
+        loss = self.paired_loss(rated)
+        best = min(loss.values())
         floor = best + 1e-12
-        raw = {n: math.exp(-self.eta * (paired[n] / floor - 1.0)) for n in rated}
+        raw = {n: math.exp(-self.eta * (loss[n] / floor - 1.0)) for n in rated}
         total = sum(raw.values())
         return {n: raw.get(n, 0.0) / total for n in names}
 
-    def weight_matrix(self, names: Sequence[str], targets: Sequence[str]) -> np.ndarray:
-        """(len(names), len(targets)): each target's weights of ``names`` (columns sum
-        to one)."""
-        out = np.zeros((len(names), len(targets)))
-        for j, t in enumerate(targets):
-            w = self.weights(names, t)
-            out[:, j] = [w.get(n, 0.0) for n in names]
-        return out
-
-    def paired_loss(self, names: Sequence[str], target: str | None = None) -> dict[str, float]:
+    def paired_loss(self, names: Sequence[str]) -> dict[str, float]:
         """Each predictor's record on the reference's steps: ``L_ref + D_n,ref``, where the
         reference is the one of ``names`` scored most often (its own record if it was
         never scored beside the reference)."""
-        return _paired(list(names), *self._record(list(names), target))
-
-    def _record(self, names: list[str], target: str | None) -> tuple[
-            dict[str, float], dict[str, int], dict[tuple[str, str], float]]:
-        own = self._targets.get(target) if target is not None else None
-        if own is not None and any(own[1].get(n, 0) >= self.min_scored for n in names):
-            return own
-        return self.loss_, self.n_updates_, self._excess
+        ref = max(names, key=lambda n: (self.n_updates_.get(n, 0), -self.loss_.get(n, 0.0)))
+        out = {}
+        for n in names:
+            excess = self._excess.get((n, ref))
+            out[n] = self.loss_[n] if n == ref or excess is None else max(
+                0.0, self.loss_[ref] + excess)
+        return out
 
     def step(self, target: str) -> float:
         """The typical size of one step of ``target`` (discounted mean absolute change)."""
@@ -155,7 +134,7 @@ class Hedge:
             # a change beyond the whole value (from 0) counts as the whole value
             rel = min(1.0, change / abs(current[t])) if current[t] else 1.0
             self._rel[t] = (1 - rate) * self._rel.get(t, 0.0) + rate * rel
-        errors: dict[str, dict[str, float]] = {}  # target -> predictor -> loss
+        per_target: dict[str, list[float]] = {}
         for t in targets:
             s = self._step.get(t, 0.0) + 1e-12 * (1.0 + min(abs(actual[t]), 1e150))
             for n, f in forecasts.items():
@@ -163,51 +142,27 @@ class Hedge:
                     continue
                 ratio = abs(f[t] - actual[t]) / s
                 # NaN or inf (a value near the float limit): the capped loss
-                errors.setdefault(t, {})[n] = (self.cap if not ratio < math.sqrt(self.cap)
-                                               else ratio * ratio)
-        per_predictor: dict[str, list[float]] = {}
-        for by_name in errors.values():
-            for n, err in by_name.items():
-                per_predictor.setdefault(n, []).append(err)
-        losses = {n: sum(v) / len(v) for n, v in per_predictor.items()}
-        self._learn(losses, (self.loss_, self.n_updates_, self._excess))
-        for t, by_name in errors.items():
-            self._learn(by_name, self._targets.setdefault(t, ({}, {}, {})))
-        return losses
-
-    def _learn(self, losses: Mapping[str, float], record: tuple[
-            dict[str, float], dict[str, int], dict[tuple[str, str], float]]) -> None:
-        """Teach one step's losses to a record, relative to the step's median one: a
-        settling system's errors fall a thousandfold, and absolute losses from before
-        would rule the record long after the ranking changed."""
-        if not losses:
-            return
-        loss, n_updates, excess = record
-        mid = float(np.median(list(losses.values()))) + 1e-12
+                err = self.cap if not ratio < math.sqrt(self.cap) else ratio * ratio
+                per_target.setdefault(n, []).append(err)
+        losses = {n: sum(v) / len(v) for n, v in per_target.items()}
+        # the record learns each step's losses relative to the step's median one: a
+        # settling system's errors fall a thousandfold, and absolute losses from before
+        # would rule the record long after the ranking changed
+        mid = float(np.median(list(losses.values()))) + 1e-12 if losses else 1.0
         relative = {n: v / mid for n, v in losses.items()}
         for n, loss_n in relative.items():
             for m, loss_m in relative.items():
                 if m != n:
-                    old_d = excess.get((n, m))
+                    old_d = self._excess.get((n, m))
                     diff = loss_n - loss_m
-                    excess[(n, m)] = diff if old_d is None else (
+                    self._excess[(n, m)] = diff if old_d is None else (
                         self.discount * old_d + (1 - self.discount) * diff)
-        for name, value in relative.items():
-            old = loss.get(name)
-            loss[name] = value if old is None else self.discount * old + (
-                1 - self.discount) * value
-            n_updates[name] = n_updates.get(name, 0) + 1
-
-
-def _paired(names: list[str], loss: Mapping[str, float], n_updates: Mapping[str, int],
-            excess: Mapping[tuple[str, str], float]) -> dict[str, float]:
-    """``L_ref + D_n,ref`` for each of ``names`` (see ``Hedge.paired_loss``)."""
-    ref = max(names, key=lambda n: (n_updates.get(n, 0), -loss.get(n, 0.0)))
-    out = {}
-    for n in names:
-        d = excess.get((n, ref))
-        out[n] = loss[n] if n == ref or d is None else max(0.0, loss[ref] + d)
-    return out
+        for name, loss in relative.items():
+            old = self.loss_.get(name)
+            self.loss_[name] = loss if old is None else self.discount * old + (
+                1 - self.discount) * loss
+            self.n_updates_[name] = self.n_updates_.get(name, 0) + 1
+        return losses
 
 
 def change_scale(change: float, forecasts: np.ndarray, step: float, typical: float) -> float:
@@ -259,16 +214,13 @@ def combine(
     interval at ``level`` and samples from the calibrated residuals (or, uncalibrated, from
     the predictors' own samples picked by weight)."""
     targets = query.targets
-    names = list(forecasts)
-    weights = hedge.weights(names)  # pooled: the leader (calibration group) and provenance
+    weights = hedge.weights(list(forecasts))
     means = {n: f.mean for n, f in forecasts.items()}
-    if names:
-        w = hedge.weight_matrix(names, targets)  # each target by its own records
-        stacked = np.stack([np.asarray(means[n], dtype=float).reshape(-1) for n in names])
-        mean = np.einsum("pt,pt->t", w, np.where(w > 0, stacked, 0.0))
-        spread = np.sqrt(np.einsum("pt,pt->t", w, np.where(w > 0, stacked - mean, 0.0) ** 2))
-    else:
-        mean = spread = np.zeros(len(targets))
+    mean = np.zeros(len(targets))
+    for n in forecasts:
+        if weights[n] > 0:
+            mean = mean + weights[n] * means[n]
+    spread = np.sqrt(sum(weights[n] * (means[n] - mean) ** 2 for n in forecasts if weights[n] > 0))
     lower: dict[str, float] = {}
     upper: dict[str, float] = {}
     sigma: dict[str, float] = {}
