@@ -284,6 +284,9 @@ def bench_tasks(
         help="folder with hare_lynx.csv and plankton_3dlv.csv")] = None,
     report_only: Annotated[bool, typer.Option(
         help="only render report.md and the PNGs again from OUT/results.json")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="folder where COVID simulations are kept and read again by runs with the "
+             "same sizes (parts of one benchmark simulate each split once)")] = None,
     merge: Annotated[str | None, typer.Option(
         help="comma-separated folders of runs made in parallel: merge their results.json "
              "into OUT and render the report")] = None,
@@ -356,6 +359,7 @@ def bench_tasks(
         cfg.lm_tasks = [t.strip() for t in lm_tasks.split(",") if t.strip()]
     if data_dir is not None:
         cfg.data_dir = data_dir
+    cfg.cache_dir = cache_dir
     chosen = (list(SCENARIOS) if scenarios == "all" else [] if scenarios == "none"
               else [s.strip() for s in scenarios.split(",") if s.strip()])
     backend = None

@@ -265,7 +265,7 @@ class DyNODE(Fitted):
 
     def _delta(self, X: np.ndarray) -> np.ndarray:
         torch = _torch()
-        with torch.no_grad():
+        with torch.inference_mode():
             out = self.net_(torch.as_tensor(self.xs_(X), dtype=torch.float32)).numpy()
         return self.ys_.inverse(out)
 
@@ -286,15 +286,23 @@ class _Scaler:
 
 def _train(net: Any, X: np.ndarray, Y: np.ndarray, steps: int, lr: float, batch: int,
            seed: int, val: tuple[np.ndarray, np.ndarray] | None = None, patience: int = 8,
-           check_every: int = 200, max_val: int = 1024) -> dict[str, Any]:
-    """Adam on mean squared error for at most ``steps`` steps; with ``val``, stop when
-    the validation loss has not improved for ``patience`` checks and keep the best
-    weights. Returns what happened (steps run, best step, converged or capped)."""
+           check_every: int = 200, max_val: int = 1024, min_delta: float = 0.01
+           ) -> dict[str, Any]:
+    """Adam on mean squared error for at most ``steps`` steps, minibatches drawn pass by
+    pass (every row once per pass, in a seeded order). With ``val``, to convergence:
+    every ``check_every`` steps the validation loss; a check improves on the best when
+    it is at least ``min_delta`` (relative) below it; the learning rate halves after
+    ``patience // 2`` checks without improvement (``ReduceLROnPlateau``) and training
+    stops after ``patience`` of them, keeping the best weights. Returns what happened
+    (steps run, best step, whether the validation loss stopped it, the loss per check)."""
     import copy
 
     torch = _torch()
     Xt, Yt = torch.as_tensor(X), torch.as_tensor(np.asarray(Y, dtype=np.float32))
     optim = torch.optim.Adam(net.parameters(), lr=lr)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optim, factor=0.5, patience=max(0, patience // 2 - 1), threshold=min_delta,
+        threshold_mode="rel")
     rng = np.random.default_rng(seed)
     if val is not None:
         pick = rng.choice(len(val[0]), size=min(max_val, len(val[0])), replace=False)
@@ -303,16 +311,24 @@ def _train(net: Any, X: np.ndarray, Y: np.ndarray, steps: int, lr: float, batch:
     best, best_step, best_state, bad = float("inf"), 0, None, 0
     converged = False
     step = 0
+    curve: list[float] = []
+    size = min(batch, len(Xt))
+    order, at = rng.permutation(len(Xt)), 0
     for step in range(1, steps + 1):
-        idx = torch.as_tensor(rng.choice(len(Xt), size=min(batch, len(Xt)), replace=False))
+        if at + size > len(order):  # the next pass
+            order, at = rng.permutation(len(Xt)), 0
+        idx = torch.as_tensor(order[at: at + size])
+        at += size
         loss = torch.nn.functional.mse_loss(net(Xt[idx]), Yt[idx])
         optim.zero_grad()
         loss.backward()
         optim.step()
         if val is not None and step % check_every == 0:
-            with torch.no_grad():
+            with torch.inference_mode():
                 v = float(torch.nn.functional.mse_loss(net(Xv), Yv))
-            if v < best * (1 - 1e-3):
+            curve.append(v)
+            plateau.step(v)
+            if v < best * (1 - min_delta):
                 best, best_step, bad = v, step, 0
                 best_state = copy.deepcopy(net.state_dict())
             else:
@@ -323,7 +339,7 @@ def _train(net: Any, X: np.ndarray, Y: np.ndarray, steps: int, lr: float, batch:
     if best_state is not None:
         net.load_state_dict(best_state)
     return {"steps_run": step, "best_step": best_step, "val_loss": best,
-            "early_stopped": converged}
+            "early_stopped": converged, "curve": curve}
 
 
 def windows(S: np.ndarray, A: np.ndarray, window: int) -> np.ndarray:
@@ -416,7 +432,7 @@ class Sequence_(Fitted):
     def delta_windows(self, wins: np.ndarray) -> np.ndarray:
         """Predicted changes (n, d) from raw windows (n, window, F)."""
         torch = _torch()
-        with torch.no_grad():
+        with torch.inference_mode():
             z = self.net_(torch.as_tensor(self.xs_(wins)))
         return self.ys_.inverse(z.numpy())
 

@@ -21,6 +21,7 @@ every other method's error on the same steps.
 from __future__ import annotations
 
 import copy
+import os
 import resource
 import time
 import warnings
@@ -82,10 +83,16 @@ class Config:
     seeds: list[int] = field(default_factory=lambda: list(range(10, 20)))
     sizes: Sizes = field(default_factory=Sizes.full)
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    # caps high enough that the validation loss stops them (on seed 0's cancer, 1000
+    # patients: DyNODE stopped at 16,600 steps, the Transformer at 5,200)
     max_steps: dict[str, int] = field(default_factory=lambda: {
-        "dynode": 5000, "gru": 800, "transformer": 1200})
-    patience: int = 5  # validation checks without improvement before a network stops
-    check_every: int = 100  # training steps between validation checks
+        "dynode": 40000, "gru": 8000, "transformer": 12000})
+    # validation checks without a 1% improvement before a network stops (the learning
+    # rate halves after half of them)
+    patience: int = 6
+    # training steps between validation checks, per network or one for all
+    check_every: int | dict[str, int] = field(default_factory=lambda: {
+        "dynode": 200, "gru": 100, "transformer": 100})
     select_trajectories: int = 200  # validation trajectories scored to choose settings
     min_residuals: int = 20
     lm_seeds: int = 3  # seeds whose sampled test steps the language model answers
@@ -102,6 +109,7 @@ class Config:
     scenario_sizes: ScenarioSizes | None = None  # None: by quick
     scenario_seeds: int = 3
     data_dir: Path = DATA_DIR
+    cache_dir: Path | None = None  # COVID simulations kept for the run's other parts
     quick: bool = False
     # False: baselines only (a part run beside a twin-only part, merged per task)
     twin: bool = True
@@ -278,7 +286,7 @@ def run_task(name: str, cfg: Config, backend: LLMBackend | None,
     timing: dict[str, float] = {}
     for si, seed in enumerate(seeds):
         t0 = time.perf_counter()
-        task = load_task(name, seed, cfg.sizes, cfg.data_dir)
+        task = load_task(name, seed, cfg.sizes, cfg.data_dir, cfg.cache_dir)
         timing["data"] = timing.get("data", 0.0) + time.perf_counter() - t0
         train, val = Arrays.of(task.train), Arrays.of(task.val)
         test = Arrays.of(task.test_set(cfg.sizes))
@@ -321,8 +329,11 @@ def run_task(name: str, cfg: Config, backend: LLMBackend | None,
         lm_seed = (cfg.twin and backend is not None and si < cfg.lm_seeds
                    and name in cfg.lm_tasks)
         if cfg.twin:
+            start = time.perf_counter()
             _twins(name, task, train, val, sel, test, variance, cfg, seed, chosen, backend,
                    rng, lm_seed, lm_runs, recs, timing, tick)
+            # the whole twin: building it, its frozen and online streams and rollout
+            timing["lmtwin"] = timing.get("lmtwin", 0.0) + time.perf_counter() - start
         for key, rec in recs.items():
             per_seed.setdefault(key, []).append(metrics(rec, variance, task.mse_scale))
         for sample in lm_runs[-1:] if lm_seed else []:
@@ -405,8 +416,9 @@ def _run(method: Method, test: Arrays, variant: str, roll: bool, recs: dict[str,
 def _neural(b: str, task: Task, train: Arrays, val: Arrays, cfg: Config, seed: int,
             chosen: dict[str, Any]) -> Method:
     """A neural baseline trained on train with early stopping on validation."""
+    every = cfg.check_every if isinstance(cfg.check_every, int) else cfg.check_every[b]
     kw = {"steps": cfg.max_steps[b], "seed": seed, "patience": cfg.patience,
-          "check_every": cfg.check_every}
+          "check_every": every}
     model: Any
     if b == "dynode":
         model = bl.DyNODE(**kw)
@@ -499,21 +511,29 @@ def _tables(per_seed: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Any],
 
 def merge_task(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """One task's results from two parts: run on the same seeds with different methods
-    (say, the baselines in one and the twin in the other: methods united) or with the
-    same methods on other seeds (seeds appended); tables and ratios recomputed from the
-    per-seed metrics."""
+    (say, the baselines in one and the twin in the other: methods united), with other
+    methods on the first seeds only (a costly network on fewer seeds: its rows say how
+    many) or with the same methods on other seeds (seeds appended); tables and ratios
+    recomputed from the per-seed metrics."""
     if "per_seed" not in a or "per_seed" not in b:
         raise LmtwinError(f"cannot merge two runs of {a.get('task')}: no per-seed metrics")
     if not set(a["seeds"]) & set(b["seeds"]) and set(a["per_seed"]) == set(b["per_seed"]):
         return _more_seeds(a, b)
-    if a.get("seeds") != b.get("seeds"):
+    if len(b["seeds"]) > len(a["seeds"]):
+        a, b = b, a
+    # the shorter run's seeds must be the first of the longer's: the ratios pair seeds
+    # by position
+    if a["seeds"][: len(b["seeds"])] != b["seeds"] or (
+            a["seeds"] != b["seeds"] and set(a["per_seed"]) & set(b["per_seed"])):
         raise LmtwinError(f"cannot merge two runs of {a.get('task')}: different seeds "
                           "and different methods")
     out = dict(a)
     out["per_seed"] = {**a["per_seed"], **b["per_seed"]}
     out["methods"], out["ratios"] = _tables(out["per_seed"])
     out["errors"] = {**a["errors"], **b["errors"]}
-    out["settings"] = [{**x, **y} for x, y in zip(a["settings"], b["settings"], strict=True)]
+    shared = len(b["settings"])  # the first seeds: both ran them
+    out["settings"] = [{**x, **y} for x, y in zip(a["settings"][:shared], b["settings"],
+                                                  strict=True)] + a["settings"][shared:]
     out["timing_seconds"] = _add_times(a, b)
     out["lm"] = a["lm"] or b["lm"]
     out["peak_rss_mb"] = max(a["peak_rss_mb"], b["peak_rss_mb"])
@@ -613,8 +633,10 @@ def run(cfg: Config, backend: LLMBackend | None, scenarios: Sequence[str], out: 
     # crepes warns on every interval while a twin has few residuals; the report says so
     warnings.filterwarnings("ignore", message="the no. of calibration examples")
     started = time.perf_counter()
+    loads = [os.getloadavg()[0]]  # the machine is shared: the report states its load
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "command": command,
+        "started_epoch": time.time(),
         "backend": backend_name, "config": _config_dict(cfg), "grids": GRIDS, "tasks": {},
         "scenarios": {}}
     ssizes = cfg.scenario_sizes or (ScenarioSizes.quick() if cfg.quick else ScenarioSizes())
@@ -623,6 +645,7 @@ def run(cfg: Config, backend: LLMBackend | None, scenarios: Sequence[str], out: 
         job = bar.add_task("tasks", total=len(cfg.tasks) + len(scenarios))
 
         def tick(text: str) -> None:
+            loads.append(os.getloadavg()[0])
             bar.update(job, description=text)
             bar.console.print(f"{time.perf_counter() - started:6.0f} s  {text}")
 
@@ -647,6 +670,10 @@ def run(cfg: Config, backend: LLMBackend | None, scenarios: Sequence[str], out: 
                     results["scenarios"][name] = {"error": f"{type(exc).__name__}: {exc}"}
             bar.advance(job)
     results["seconds"] = time.perf_counter() - started
+    results["ended_epoch"] = time.time()
+    loads.append(os.getloadavg()[0])
+    results["load"] = {"mean": float(np.mean(loads)), "min": min(loads), "max": max(loads),
+                       "samples": len(loads)}
     results["peak_rss_mb"] = _peak_mb()
     if out is not None:
         write(results, out)
@@ -680,7 +707,9 @@ def merge(parts: Sequence[Path], out: Path) -> list[Path]:
         infos = [{**p, "date": p.get("date", r["date"])} for p in r["parts"]] if r.get(
             "parts") else [{"command": r["command"], "config": r["config"],
                             "minutes": r["seconds"] / 60, "tasks": list(r["tasks"]),
-                            "scenarios": list(r["scenarios"]), "date": r["date"]}]
+                            "scenarios": list(r["scenarios"]), "date": r["date"],
+                            **{k: r[k] for k in ("load", "started_epoch", "ended_epoch")
+                               if k in r}}]
         commands = [p["command"] for p in infos]
         if merged is None:
             merged = r
@@ -744,6 +773,7 @@ def _config_dict(cfg: Config) -> dict[str, Any]:
     d["sizes"] = dict(cfg.sizes.__dict__)
     d["scenario_sizes"] = dict(cfg.scenario_sizes.__dict__) if cfg.scenario_sizes else None
     d["data_dir"] = str(cfg.data_dir)
+    d["cache_dir"] = str(cfg.cache_dir) if cfg.cache_dir else None
     return d
 
 

@@ -234,7 +234,25 @@ def simulate_covid(n: int, seed: int, population: int = 1_000_000, days: int = 6
     return out
 
 
-def covid(seed: int, sizes: Sizes) -> Task:
+def _covid_split(n: int, seed: int, population: int, cache: Path | None) -> list[Trajectory]:
+    """``simulate_covid``, read from ``cache`` when a run with the same arguments saved it
+    there (the simulations are seeded: the same arguments give the same trajectories);
+    parts of one benchmark then simulate each split once."""
+    if cache is None:
+        return simulate_covid(n, seed, population)
+    path = cache / f"covid-{n}-{seed}-{population}.npz"
+    if path.exists():
+        with np.load(path) as saved:
+            return [Trajectory(s, np.zeros((len(s) - 1, 0))) for s in saved["states"]]
+    out = simulate_covid(n, seed, population)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, states=np.stack([t.states for t in out]))
+    tmp.replace(path)  # whole or absent: a part reading it never sees half a file
+    return out
+
+
+def covid(seed: int, sizes: Sizes, cache: Path | None = None) -> Task:
     n = sizes.covid_trajectories
     pop = sizes.covid_population
     variables = [Variable("S", "state", "fraction", "susceptible share of the population"),
@@ -242,15 +260,17 @@ def covid(seed: int, sizes: Sizes) -> Task:
                  Variable("I", "state", "fraction", "infectious share"),
                  Variable("R", "state", "fraction", "recovered or dead share")]
     return Task("covid", ["S", "E", "I", "R"], [], variables,
-                simulate_covid(n, seed * 1000 + 1, pop), simulate_covid(n, seed * 1000 + 2, pop),
-                simulate_covid(n, seed * 1000 + 3, pop), mse_scale=1e6,
+                _covid_split(n, seed * 1000 + 1, pop, cache),
+                _covid_split(n, seed * 1000 + 2, pop, cache),
+                _covid_split(n, seed * 1000 + 3, pop, cache), mse_scale=1e6,
                 info={"trajectories_per_split": n, "population": pop})
 
 
 def load_task(name: str, seed: int, sizes: Sizes | None = None,
-              data_dir: Path = DATA_DIR) -> Task:
+              data_dir: Path = DATA_DIR, cache: Path | None = None) -> Task:
     """Build task ``name`` for ``seed``; raises UnknownTask, MissingData or
-    DependencyNotInstalled with a message that says what to do."""
+    DependencyNotInstalled with a message that says what to do. ``cache``: a folder where
+    COVID's slow simulations are kept for the next run with the same sizes."""
     sizes = sizes or Sizes.full()
     if name in ("cancer", "cancer-chemo", "cancer-untreated"):
         return _cancer(name, seed, sizes)  # type: ignore[arg-type]
@@ -259,5 +279,5 @@ def load_task(name: str, seed: int, sizes: Sizes | None = None,
     if name == "plankton":
         return plankton(data_dir)
     if name == "covid":
-        return covid(seed, sizes)
+        return covid(seed, sizes, cache)
     raise UnknownTask(name)
