@@ -73,3 +73,13 @@ def test_missing_data_file_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(MissingData) as err:
         load_task("hare-lynx", 10, TINY, data_dir=tmp_path)
     assert "hare_lynx.csv" in str(err.value) and "--data-dir" in str(err.value)
+
+
+def test_covid_simulations_are_kept_for_the_next_run(tmp_path: Path) -> None:
+    tiny = Sizes(covid_trajectories=1, covid_population=2000)
+    first = load_task("covid", 10, tiny, cache=tmp_path)
+    assert len(list(tmp_path.glob("covid-*.npz"))) == 3  # train, validation, test
+    again = load_task("covid", 10, tiny, cache=tmp_path)
+    for a, b in zip(first.train + first.val + first.test, again.train + again.val + again.test,
+                    strict=True):
+        assert np.array_equal(a.states, b.states) and a.actions.shape == b.actions.shape

@@ -108,3 +108,23 @@ def test_the_validation_scores_behind_the_chosen_settings_are_stated() -> None:
     # a best baseline chosen without a validation score (a network): nothing to say
     r["ratios"]["frozen"]["best_baseline"] = "dynode[frozen]"
     assert report.validation_lines(r) == []
+
+
+def test_a_network_on_the_first_seeds_only_merges_beside_the_others(tmp_path: Path) -> None:
+    """A costly method run on the first seeds only (its own part) joins a run on more
+    seeds: its rows say how many seeds back them; a part on other seeds is refused."""
+    suite.run(_cfg(seeds=[10, 11, 12, 13], baselines=["persistence"]), None, [],
+              tmp_path / "all", "all")
+    suite.run(_cfg(seeds=[10, 11, 12], baselines=["knn"], twin=False), None, [],
+              tmp_path / "few", "few")
+    suite.merge([tmp_path / "few", tmp_path / "all"], tmp_path / "m")
+    r = json.loads((tmp_path / "m" / "results.json").read_text())["tasks"]["cancer-untreated"]
+    assert r["seeds"] == [10, 11, 12, 13]
+    assert r["methods"]["knn[frozen]"]["seeds"] == 3
+    assert r["methods"]["lmtwin[frozen]"]["seeds"] == 4
+    assert [("knn" in s) for s in r["settings"]] == [True, True, True, False]
+    assert [s["seed"] for s in r["settings"]] == [10, 11, 12, 13]
+    suite.run(_cfg(seeds=[11, 12], baselines=["ridge"], twin=False), None, [],
+              tmp_path / "other", "other")
+    with pytest.raises(suite.LmtwinError, match="different seeds"):
+        suite.merge([tmp_path / "all", tmp_path / "other"], tmp_path / "m2")
