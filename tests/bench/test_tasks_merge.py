@@ -77,6 +77,20 @@ def test_new_parts_replace_the_twin_and_an_old_run_lends_only_what_they_lack(
     (tmp_path / "wrong" / "results.json").write_text(json.dumps(wrong))
     with pytest.raises(suite.LmtwinError, match="different seeds"):
         suite.merge([tmp_path / "wrong", tmp_path / "twin"], tmp_path / "m2")
+    # ... but one kept for its language-model sample only lends that, saying where from
+    wrong["tasks"]["cancer-untreated"].update(methods={}, settings=[],
+                                              info={"patients": [500, 500, 500]})
+    wrong["kept"] = True
+    (tmp_path / "wrong" / "results.json").write_text(json.dumps(wrong))
+    suite.merge([tmp_path / "base", tmp_path / "twin", tmp_path / "wrong"], tmp_path / "m3")
+    lent = json.loads((tmp_path / "m3" / "results.json").read_text())
+    assert lent["tasks"]["cancer-untreated"]["lm"]["run_seeds"] == [1, 2, 3]
+    assert "lent" not in lent["tasks"]["cancer-untreated"]
+    text = (tmp_path / "m3" / "report.md").read_text()
+    assert "(seeds 1..3, 500 patients per split; its steps are of that run's" in text
+    assert "scenarios only, not rerun: `old`" in text  # listed, not counted in the time
+    time = text[text.index("## Time"):]
+    assert time.count("| cancer-untreated |") == 2 and "scenario drift |" not in time
 
 
 def test_seed_independent_data_get_a_paired_comparison_over_steps() -> None:
@@ -124,6 +138,11 @@ def test_a_network_on_the_first_seeds_only_merges_beside_the_others(tmp_path: Pa
     assert r["methods"]["lmtwin[frozen]"]["seeds"] == 4
     assert [("knn" in s) for s in r["settings"]] == [True, True, True, False]
     assert [s["seed"] for s in r["settings"]] == [10, 11, 12, 13]
+    text = (tmp_path / "m" / "report.md").read_text()
+    assert "(knn on 3 seeds)" in text and "4 seeds (10..13)" in text
+    # the time section: both parts, their sum against the target, where the time went
+    assert "## Time" in text and "The parts took" in text and "over the target" not in text
+    assert "Where the time went" in text and "lmtwin " in text
     suite.run(_cfg(seeds=[11, 12], baselines=["ridge"], twin=False), None, [],
               tmp_path / "other", "other")
     with pytest.raises(suite.LmtwinError, match="different seeds"):

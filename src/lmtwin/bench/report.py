@@ -132,8 +132,16 @@ def lm_table(r: dict[str, Any]) -> list[str]:
         return []
     unit = " (x1e6)" if r["mse_scale"] != 1 else ""
     older = lm.get("run_date")
-    lines = [f"This table is from the run of {older} UTC: the language model was not run "
-             "again, and its lmtwin rows are of the library then (before this report's "
+    where = ""
+    if lm.get("run_seeds") is not None:
+        info = lm.get("run_info") or {}
+        size = (f", {info['patients'][0]} patients per split" if "patients" in info else
+                f", COVID {info['trajectories_per_split']} x {info['population']:,} people"
+                if "population" in info else "")
+        where = (f" (seeds {lm['run_seeds'][0]}..{lm['run_seeds'][-1]}{size}; its steps "
+                 "are of that run's test split, not this report's)")
+    lines = [f"This table is from the run of {older} UTC{where}: the language model was not "
+             "run again, and its lmtwin rows are of the library then (before this report's "
              "twin columns).", ""] if older and older != r.get("run_date") else []
     lines += [f"Language-model methods on {lm['steps_per_seed']} random test steps in each of "
              f"{lm['seeds']} seeds (the same steps for every method); MSE{unit} on those "
@@ -330,12 +338,14 @@ def _parts(results: dict[str, Any]) -> list[str]:
     parts = results.get("parts")
     if not parts:
         return []
-    lines = ["**Runs merged into this report** (each line is exact; the parts of one date "
-             "ran in parallel):", ""]
+    lines = ["**Runs merged into this report** (each line is exact):", ""]
     for p in parts:
         c, s = p["config"], p["config"]["sizes"]
         what = ", ".join(p["tasks"] + [f"scenario {x}" for x in p["scenarios"]])
         when = f" (run {p['date']} UTC)" if p.get("date") else ""
+        if p.get("kept"):
+            when += (", kept from an older report for its language-model samples and "
+                     "scenarios only, not rerun")
         lines.append(
             f"- {what}{when}: `{p['command']}` ({p['minutes']:.1f} min): seeds "
             f"{c['seeds'][0]}..{c['seeds'][-1]}, cancer patients {s['patients'][0]} per "
@@ -343,6 +353,81 @@ def _parts(results: dict[str, Any]) -> list[str]:
             f"network caps {c['max_steps']}, language model on {c['lm_steps']} steps x "
             f"{c['lm_seeds']} seeds of {', '.join(c.get('lm_tasks', []))}.")
     return [*lines, ""]
+
+
+def size_lines(results: dict[str, Any]) -> list[str]:
+    """What each task ran on: seeds, data, scored steps, and any method on fewer seeds."""
+    out = []
+    for name, r in results["tasks"].items():
+        if "error" in r or not r.get("seeds"):
+            continue
+        info = r.get("info", {})
+        data = (f"{info['patients'][0]:,} patients per split" if "patients" in info else
+                f"{info['trajectories_per_split']} trajectories per split of "
+                f"{info['population']:,} people" if "population" in info else
+                "one series split in time")
+        fewer = sorted({f"{m.rsplit('[', 1)[0]} on {row['seeds']}" for m, row in
+                        r["methods"].items() if "from_run" not in row
+                        and row.get("seeds", 0) < len(r["seeds"])})
+        out.append(f"{name}: {len(r['seeds'])} seeds ({r['seeds'][0]}..{r['seeds'][-1]}), "
+                   f"{data}, {r.get('test_trajectories', '?')} test trajectories x "
+                   f"{r.get('test_steps', '?')} steps scored per seed"
+                   + (f" ({', '.join(fewer)} seeds)" if fewer else ""))
+    return ["**Sizes.** " + "; ".join(out) + ".", ""] if out else []
+
+
+TARGET_MINUTES = 60  # issue 11: the whole protocol without the language model
+
+
+def time_lines(results: dict[str, Any]) -> list[str]:
+    """This run's time: each part's minutes and the machine's load while it ran, their
+    sum and the wall time from the first start to the last end, against the target;
+    where the time went (every task's timers added over seeds and parts)."""
+    parts = [p for p in results.get("parts") or [] if not p.get("kept")]
+    if not results.get("parts"):
+        parts = [{"minutes": results["seconds"] / 60, "load": results.get("load"),
+                  "tasks": list(results["tasks"]), "scenarios": list(results["scenarios"]),
+                  "started_epoch": results.get("started_epoch"),
+                  "ended_epoch": results.get("ended_epoch")}]
+    if not parts:
+        return []
+    lines = ["## Time", "", "| part | minutes | load (1-min average: mean, min-max) |",
+             "|---|---|---|"]
+    for p in parts:
+        what = ", ".join(p["tasks"] + [f"scenario {x}" for x in p["scenarios"]]) or "-"
+        ld = p.get("load")
+        load = f"{ld['mean']:.1f}, {ld['min']:.1f}-{ld['max']:.1f}" if ld else "not recorded"
+        lines.append(f"| {what} | {p['minutes']:.1f} | {load} |")
+    total = sum(p["minutes"] for p in parts)
+    starts = [p["started_epoch"] for p in parts if p.get("started_epoch")]
+    ends = [p["ended_epoch"] for p in parts if p.get("ended_epoch")]
+    wall = (max(ends) - min(starts)) / 60 if len(starts) == len(ends) == len(parts) else None
+    loads = [(p["minutes"], p["load"]["mean"]) for p in parts if p.get("load")]
+    mean_load = (sum(m * x for m, x in loads) / sum(m for m, _ in loads)) if loads else None
+    verdict = (f"within the target of {TARGET_MINUTES} minutes" if total <= TARGET_MINUTES
+               else f"{total - TARGET_MINUTES:.0f} minutes ({total / TARGET_MINUTES:.2f}x) "
+               f"over the target of {TARGET_MINUTES} minutes")
+    lines += ["", f"The parts took {total:.1f} minutes in all, one after another on this "
+              "2-core machine shared with other work"
+              + (f" (load {mean_load:.1f} on average, weighted by minutes)" if mean_load
+                 else "") + (f"; wall time {wall:.1f} minutes from the first start to the "
+                             "last end (gaps between parts included)" if wall else "")
+              + f": {verdict}. Parts kept from older reports (language-model samples, "
+              "scenarios) are not counted.", ""]
+    spent: dict[str, float] = {}
+    for r in results["tasks"].values():
+        for k, v in (r.get("timing_seconds") or {}).items():
+            # frozen/online add up the streams already inside each method's own timer
+            if k not in ("frozen", "online", "lmtwin_build"):
+                spent[k] = spent.get(k, 0.0) + v
+    if spent:
+        whole = sum(spent.values())
+        top = sorted(spent.items(), key=lambda kv: -kv[1])
+        lines += ["Where the time went (every task, seed and part; each method's fit, "
+                  "streams and rollout; `lmtwin` the twin's build, frozen and online "
+                  "streams and rollout): " + ", ".join(
+                      f"{k} {v / 60:.1f} min ({v / whole:.0%})" for k, v in top) + ".", ""]
+    return lines
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -375,6 +460,7 @@ def markdown(results: dict[str, Any]) -> str:
          f"{results.get('peak_rss_mb', 0):.0f} MB."), "",
         *what_ran,
         *_parts(results),
+        *size_lines(results),
         "**How to read it.** The protocol's metric: one-step-ahead, teacher-forced MSE on "
         "raw states of the test split, `pred[0] = x[0]` included, mean ± 95% t-interval "
         "over seeds; every method on the same seeds and the same scored steps. `frozen`: "
@@ -487,6 +573,7 @@ def markdown(results: dict[str, Any]) -> str:
                           "error of v; weight in the combination).", "",
                           *ablation_table(sc["lm_ablation"]), ""]
         lines += ["![scenarios](scenarios.png)", ""]
+    lines += time_lines(results)
     lines += ["## Departures from the protocol", "", *DEPARTURES, ""]
     return "\n".join(lines)
 

@@ -579,10 +579,18 @@ def _graft(out: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     for the methods ``out`` did not run (the twin's never: a twin's rows are of the
     library that ran them); each row marked with its run's date. They join the tables,
     not the ratios (a ratio needs per-seed metrics). The older run's language-model
-    sample is kept when ``out`` has none, marked likewise."""
-    if old.get("seeds") != out.get("seeds"):
-        raise LmtwinError(f"cannot merge two runs of {out.get('task')}: different seeds")
+    sample is kept when ``out`` has none, marked likewise; an older run on other seeds or
+    sizes may lend only that sample (its seeds and sizes stated with it)."""
     out = dict(out)
+    if old.get("seeds") != out.get("seeds") or old.get("info") != out.get("info"):
+        if old.get("methods"):
+            raise LmtwinError(f"cannot merge two runs of {out.get('task')}: different "
+                              "seeds or sizes")
+        if not out.get("lm") and old.get("lm"):
+            out["lm"] = {**old["lm"], "run_date": old["lm"].get("run_date")
+                         or old.get("run_date"), "run_seeds": old.get("seeds"),
+                         "run_info": old.get("info")}
+        return out
     have = {m.rsplit("[", 1)[0] for m in out["methods"]}
     lent = sorted({m.rsplit("[", 1)[0] for m in old["methods"]} - have)
     lent = [m for m in lent if not m.startswith("lmtwin")]
@@ -597,7 +605,7 @@ def _graft(out: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     out["timing_seconds"] = {**out["timing_seconds"],
                              **{k: v for k, v in times.items() if k in lent}}
     if not out.get("lm") and old.get("lm"):
-        out["lm"] = {**old["lm"], "run_date": date}
+        out["lm"] = {**old["lm"], "run_date": old["lm"].get("run_date") or date}
     out["lent"] = {**out.get("lent", {}), **{m: date for m in lent}}
     return out
 
@@ -704,12 +712,16 @@ def merge(parts: Sequence[Path], out: Path) -> list[Path]:
         for item in [*r["tasks"].values(), *r["scenarios"].values()]:
             item.setdefault("run_date", r["date"])
         # a merged report as a part: its own parts, each with its date
+        # a part marked ``kept`` lends what an older report measured (its language-model
+        # samples, scenarios): it is listed, not counted in this run's time
         infos = [{**p, "date": p.get("date", r["date"])} for p in r["parts"]] if r.get(
             "parts") else [{"command": r["command"], "config": r["config"],
                             "minutes": r["seconds"] / 60, "tasks": list(r["tasks"]),
                             "scenarios": list(r["scenarios"]), "date": r["date"],
                             **{k: r[k] for k in ("load", "started_epoch", "ended_epoch")
                                if k in r}}]
+        if r.get("kept"):
+            infos = [{**p, "kept": True} for p in infos]
         commands = [p["command"] for p in infos]
         if merged is None:
             merged = r
