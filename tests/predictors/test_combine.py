@@ -64,6 +64,39 @@ def test_a_sampled_predictor_is_judged_on_the_steps_it_shares():
     assert hedge.weights(["cheap", "costly"])["costly"] < 0.05
 
 
+def test_a_predictor_alone_for_a_while_does_not_tie_the_others():
+    """Persistence answers alone while the learners are not ready (a cold start), then
+    is far worse than both. The records it replaced (persistence's mean plus each one's
+    mean excess over it) went negative for both learners and were clamped at zero: they
+    tied, the 5x worse one kept half the weight (the plankton validation stream)."""
+    h = Hedge()
+    for i in range(16):
+        h.update({"x": float(i)}, {"x": i - 1.0}, {"persistence": {"x": i - 1.0}})
+    for i in range(16, 26):
+        h.update({"x": float(i)}, {"x": i - 1.0}, {
+            "persistence": {"x": i - 4.0}, "good": {"x": i + 0.1}, "poor": {"x": i + 0.5}})
+    ratio = h.ratios(["persistence", "good", "poor"])
+    assert ratio["good"] < ratio["poor"] < ratio["persistence"] == 1.0
+    assert h.weights(["persistence", "good", "poor"])["good"] > 0.99
+
+
+def test_a_target_predicted_exactly_is_not_drowned_by_one_where_everyone_errs():
+    """On ``c`` the numeric learner is exact and the language model off by a typical
+    step; on ``v`` everyone errs by about six, the model slightly less. By the MSE of
+    each target over persistence's (the demo's measure) the numeric learner is better
+    (0.37 against 0.47); averaged raw, v's large errors hid c and the model led (the
+    demo: the model kept 0.97 of the weight with 20x the numeric learner's error on c)."""
+    h = Hedge()
+    for i in range(40):
+        cur = {"c": 10.0 + i, "v": 100.0 + 5 * i}
+        act = {"c": cur["c"] + 1.0, "v": cur["v"] + 5.0}
+        h.update(act, cur, {
+            "persistence": {"c": cur["c"] - 1.0, "v": act["v"] - 7 * h.step("v")},
+            "numeric": {"c": act["c"], "v": act["v"] + 6 * h.step("v")},
+            "llm": {"c": act["c"] + h.step("c"), "v": act["v"] - 5.8 * h.step("v")}})
+    assert h.weights(["persistence", "numeric", "llm"])["numeric"] > 0.8
+
+
 def test_a_learner_that_wins_once_the_system_settles_gets_the_weight():
     """A system settling geometrically (x = 0.8^t): for 40 steps the learner's error is
     twice the change persistence misses, then, the errors a thousand times smaller, a
