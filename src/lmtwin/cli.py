@@ -228,11 +228,12 @@ def bench_engine(
         "results"),
     steps: Annotated[str, typer.Option(
         help="comma-separated steps to (re)run, merged into OUT/engine.json: observe, llm, "
-             "stream, retrieval, assimilation, history, or 'all'")] = "all",
+             "stream, retrieval, assimilation, history, combination, or 'all'")] = "all",
 ) -> None:
     """The engine's targets: observe rate, prompt tokens, LM speed, combination, coverage,
     fine-tuned against raw retrieval, data assimilation, and a twin loaded from history
-    (combination and coverage from its first prediction)."""
+    (combination and coverage from its first prediction), and the combination against its
+    best member on validation and demo streams."""
     from lmtwin.bench import engine
     from lmtwin.llm import LlamaCppBackend
 

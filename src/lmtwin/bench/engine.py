@@ -21,6 +21,7 @@ import numpy as np
 from rich.progress import Progress
 
 from lmtwin.assimilation import Assimilator, Noise
+from lmtwin.bench.combination import bench_combination, report_lines
 from lmtwin.demo import demo_twin, run_demo, summarise
 from lmtwin.errors import ParseError
 from lmtwin.llm.base import LLMBackend
@@ -407,7 +408,7 @@ def bench_assimilation(backend: LLMBackend, seeds: int = 5, steps: int = 200,
     return out
 
 
-STEPS = ("observe", "llm", "stream", "retrieval", "assimilation", "history")
+STEPS = ("observe", "llm", "stream", "retrieval", "assimilation", "history", "combination")
 
 
 def run(backend: LLMBackend, quick: bool = False, out: Path | None = None,
@@ -428,6 +429,7 @@ def run(backend: LLMBackend, quick: bool = False, out: Path | None = None,
             backend, 3 if quick else 5, llm_steps=30 if quick else 60,
             plot=None if out is None else out / "assimilation.png")),
         ("history", lambda: bench_history(100 if quick else 200, 5 if quick else 10)),
+        ("combination", lambda: bench_combination(backend, quick)),
     ]
     results: dict[str, Any] = {}
     if only:
@@ -499,7 +501,7 @@ def _lm_details(llm: dict[str, Any]) -> list[str]:
 
 def report(r: dict[str, Any]) -> str:
     """engine.md: a table of the targets measured, then the details of each step."""
-    o, llm, s, ret, a, h = (r.get(k) for k in STEPS)
+    o, llm, s, ret, a, h, comb = (r.get(k) for k in STEPS)
     mode = "quick" if r["quick"] else "full"
     rows = []
     if o:
@@ -554,6 +556,9 @@ def report(r: dict[str, Any]) -> str:
             f"| assimilation: fused / raw RMSE to the truth, noisy tank | "
             f"{a['twin_over_raw']:.3f} (random-walk prior {a['random_walk_over_raw']:.3f}) "
             "| < 1.0 |")
+    if comb:
+        rows.append(f"| combination / best member, largest over {len(comb['streams'])} "
+                    f"streams (validation and demo) | {comb['max_ratio']:.3f} | <= 1.05 |")
     lines = [
         "# Engine benchmark",
         "",
@@ -567,6 +572,8 @@ def report(r: dict[str, Any]) -> str:
         *rows,
         "",
     ]
+    if comb:
+        lines += report_lines(comb)
     if llm and "wide" in llm:
         lines += [*_lm_details(llm), ""]
     if ret:
