@@ -113,7 +113,8 @@ def settings_lines(r: dict[str, Any]) -> list[str]:
             if "setting" in cell:
                 out.setdefault(name, []).append(str(cell["setting"]))
             if "training" in cell:
-                nets.setdefault(name, []).append(cell["training"])
+                nets.setdefault(name, []).append(
+                    {**cell["training"], "fit_seconds": cell.get("fit_seconds")})
     lines = []
     if out:
         lines.append("Settings chosen on the validation split, per seed: " + "; ".join(
@@ -121,8 +122,10 @@ def settings_lines(r: dict[str, Any]) -> list[str]:
     for n, runs in nets.items():
         stopped = sum(bool(x.get("early_stopped")) for x in runs)
         steps = [x.get("steps_run", 0) for x in runs]
+        secs = [x["fit_seconds"] for x in runs if x.get("fit_seconds") is not None]
+        took = f", {min(secs):.0f}-{max(secs):.0f} s to train" if secs else ""
         lines.append(f"{n}: stopped by the validation loss in {stopped} of {len(runs)} seeds "
-                     f"(otherwise by the cap), {min(steps)}-{max(steps)} steps.")
+                     f"(otherwise by the cap), {min(steps)}-{max(steps)} steps{took}.")
     return lines
 
 
@@ -369,13 +372,18 @@ def size_lines(results: dict[str, Any]) -> list[str]:
         fewer = sorted({f"{m.rsplit('[', 1)[0]} on {row['seeds']}" for m, row in
                         r["methods"].items() if "from_run" not in row
                         and row.get("seeds", 0) < len(r["seeds"])})
+        ran = {m.rsplit("[", 1)[0] for m in r["methods"]} | set(r.get("errors", {}))
+        missing = [b for b in BASELINE_NAMES if b not in ran]
         out.append(f"{name}: {len(r['seeds'])} seeds ({r['seeds'][0]}..{r['seeds'][-1]}), "
                    f"{data}, {r.get('test_trajectories', '?')} test trajectories x "
                    f"{r.get('test_steps', '?')} steps scored per seed"
-                   + (f" ({', '.join(fewer)} seeds)" if fewer else ""))
+                   + (f" ({', '.join(fewer)} seeds)" if fewer else "")
+                   + (f"; not run: {', '.join(missing)}" if missing else ""))
     return ["**Sizes.** " + "; ".join(out) + ".", ""] if out else []
 
 
+BASELINE_NAMES = ("persistence", "knn", "ridge", "sindy", "parroting", "dynode", "gru",
+                  "transformer")
 TARGET_MINUTES = 60  # issue 11: the whole protocol without the language model
 
 
