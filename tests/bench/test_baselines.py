@@ -104,6 +104,9 @@ def test_networks_stop_early_on_the_validation_loss(chemo) -> None:  # type: ign
     p.fit_arrays(*train.deltas(), chemo.states, chemo.actions)
     assert p.info_["early_stopped"] and p.info_["steps_run"] < 5000
     assert p.info_["best_step"] <= p.info_["steps_run"]
+    # the validation loss of every check is kept; the best one is the weights kept
+    assert len(p.info_["curve"]) == p.info_["steps_run"] // 10
+    assert min(p.info_["curve"]) == p.info_["val_loss"]
     g = bl.GRU(steps=4, seed=1, check_every=2, patience=5, batch=16)
     g.fit_sequences(train.S, train.A, val.S, val.A, chemo.states, chemo.actions)
     assert g.info_["steps_run"] == 4 and not g.info_["early_stopped"]

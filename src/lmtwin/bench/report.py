@@ -374,7 +374,8 @@ def size_lines(results: dict[str, Any]) -> list[str]:
                         and row.get("seeds", 0) < len(r["seeds"])})
         ran = {m.rsplit("[", 1)[0] for m in r["methods"]} | set(r.get("errors", {}))
         missing = [b for b in BASELINE_NAMES if b not in ran]
-        out.append(f"{name}: {len(r['seeds'])} seeds ({r['seeds'][0]}..{r['seeds'][-1]}), "
+        n = len(r["seeds"])
+        out.append(f"{name}: {n} seed{'s' if n > 1 else ''} ({r['seeds'][0]}..{r['seeds'][-1]}), "
                    f"{data}, {r.get('test_trajectories', '?')} test trajectories x "
                    f"{r.get('test_steps', '?')} steps scored per seed"
                    + (f" ({', '.join(fewer)} seeds)" if fewer else "")

@@ -582,7 +582,8 @@ def _graft(out: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     sample is kept when ``out`` has none, marked likewise; an older run on other seeds or
     sizes may lend only that sample (its seeds and sizes stated with it)."""
     out = dict(out)
-    if old.get("seeds") != out.get("seeds") or old.get("info") != out.get("info"):
+    if (old.get("seeds") != out.get("seeds") or old.get("info") != out.get("info")
+            or not old.get("methods")):
         if old.get("methods"):
             raise LmtwinError(f"cannot merge two runs of {out.get('task')}: different "
                               "seeds or sizes")
