@@ -143,6 +143,8 @@ def test_a_network_on_the_first_seeds_only_merges_beside_the_others(tmp_path: Pa
     # the time section: both parts, their sum against the target, where the time went
     assert "## Time" in text and "The parts took" in text and "over the target" not in text
     assert "Where the time went" in text and "lmtwin " in text
+    assert "not run: ridge, sindy, parroting, dynode, gru, transformer" in text
+    assert "GRU (the protocol's" in text  # why a cancer task has no GRU rows
     suite.run(_cfg(seeds=[11, 12], baselines=["ridge"], twin=False), None, [],
               tmp_path / "other", "other")
     with pytest.raises(suite.LmtwinError, match="different seeds"):
