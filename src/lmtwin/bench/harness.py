@@ -304,20 +304,12 @@ class TwinMethod:
             W[rows] = [w.get(m, 0.0) for m in names]
         M = np.stack([np.where(fc[m][1][:, None], fc[m][0], 0.0) for m in names], axis=1)
         mean = np.einsum("np,npd->nd", W, M)
-        spread = np.sqrt(np.einsum("np,npd->nd", W, (M - mean[:, None]) ** 2))
-        step = np.array([self.twin.hedge.step(t) for t in self.task.states])
-        # combine.change_scale for every row at once
-        big, small = (np.where(ok[:, :, None], M, -np.inf).max(axis=1),
-                      np.where(ok[:, :, None], M, np.inf).min(axis=1))
-        lone = ok.sum(axis=1) < 2
-        rel = np.array([self.twin.hedge.relative_step(t) for t in self.task.states])
-        floor = np.maximum(np.abs(mean - X), rel * np.abs(X))
-        change = np.where(lone[:, None], np.maximum(floor, step),
-                          np.maximum(floor, 0.5 * (big - small)))
-        sigma = spread + 0.5 * change + 1e-3 * (step + np.abs(X)) + 1e-9
+        from lmtwin.predictors.combine import fewest_residuals, sigmas
+
+        # the difficulty of every row at once, by the function combine uses
+        sigma = sigmas(mean, X, M, ok, W, self.twin.hedge, self.task.states)
         # calibrated as Twin.predict does: on the residuals of predictions led by the
         # same predictor (Mondrian), with combine's rule for a leader with few of them
-        from lmtwin.predictors.combine import fewest_residuals
 
         lead = np.array(names, dtype=object)[W.argmax(axis=1)]
         lo, hi = np.full(mean.shape, np.nan), np.full(mean.shape, np.nan)

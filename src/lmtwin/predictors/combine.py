@@ -189,20 +189,45 @@ class Hedge:
         return losses
 
 
-def change_scale(change: float, forecasts: np.ndarray, step: float, typical: float) -> float:
-    """The change a prediction's difficulty counts: the largest of the predicted
-    ``change``, half the range of the predictors' ``forecasts`` (persistence leading a
-    learner that is not yet trusted still disagrees with it) and the ``typical`` change
-    at this value (the typical relative step times the current value); for a lone
-    forecast (persistence on a cold start) at least the typical ``step``.
+def change_scale(change: np.ndarray, forecasts: np.ndarray, answered: np.ndarray,
+                 step: np.ndarray, typical: np.ndarray) -> np.ndarray:
+    """The change a prediction's difficulty counts, (n, d) for n predictions: the largest
+    of the predicted ``change``, half the range of the answering predictors' ``forecasts``
+    (n, p, d; ``answered`` (n, p)): persistence leading a learner that is not yet trusted
+    still disagrees with it, and the ``typical`` change at this value (the typical
+    relative step times the current value); for a lone forecast (persistence on a cold
+    start) at least the typical ``step`` (d,).
 
     Difficulty grew with the predicted change only, so a forecast of little or no change
     got the floor (a thousandth of the value): on Hare-Lynx its normalised residuals
     were 100-1000x the others' and the 90% intervals 201 standard deviations wide."""
-    floor = max(abs(change), typical)
-    if len(forecasts) < 2:
-        return max(floor, step)
-    return max(floor, 0.5 * float(np.ptp(forecasts)))
+    floor = np.maximum(np.abs(change), typical)
+    mask = answered[:, :, None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        half = 0.5 * (np.where(mask, forecasts, -np.inf).max(axis=1)
+                      - np.where(mask, forecasts, np.inf).min(axis=1))
+    lone = (answered.sum(axis=1) < 2)[:, None]
+    return np.where(lone, np.maximum(floor, step), np.maximum(floor, half))
+
+
+def sigmas(mean: np.ndarray, current: np.ndarray, forecasts: np.ndarray,
+           answered: np.ndarray, weights: np.ndarray, hedge: Hedge,
+           targets: Sequence[str]) -> np.ndarray:
+    """The difficulty (n, d) of n combined predictions ``mean`` of ``targets`` from
+    ``current``: the weighted spread of the predictors' ``forecasts`` (n, p, d) around
+    the mean, plus half of ``change_scale``, plus a thousandth of the value's scale. One
+    function for ``combine`` (n = 1) and for the bench's batched twin, so the two cannot
+    drift apart. ``answered`` (n, p) and ``weights`` (n, p): who answered, with what
+    weight."""
+    step = np.array([hedge.step(t) for t in targets])
+    rel = np.array([hedge.relative_step(t) for t in targets])
+    w = np.where(answered, weights, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        dev = np.where(answered[:, :, None], forecasts - mean[:, None, :], 0.0)
+        spread = np.sqrt(np.einsum("np,npd->nd", w, dev * dev))
+        change = change_scale(mean - current, forecasts, answered, step,
+                              rel * np.abs(current))
+    return difficulty(spread, change, step + np.abs(current))
 
 
 def fewest_residuals(level: float) -> int:
@@ -244,18 +269,18 @@ def combine(
     for n in forecasts:
         if weights[n] > 0:
             mean = mean + weights[n] * means[n]
-    spread = np.sqrt(sum(weights[n] * (means[n] - mean) ** 2 for n in forecasts if weights[n] > 0))
     lower: dict[str, float] = {}
     upper: dict[str, float] = {}
-    sigma: dict[str, float] = {}
     # calibrated on the residuals of predictions led by the same predictor (Mondrian)
     group = max(weights, key=weights.__getitem__) if weights else None
-    every = np.stack([means[n] for n in forecasts]) if forecasts else np.zeros((1, len(targets)))
+    names = list(forecasts)
+    every = (np.stack([means[n] for n in names]) if names
+             else np.zeros((1, len(targets))))[None]
+    row = sigmas(mean[None], np.array([[query.state[t] for t in targets]]), every,
+                 np.ones((1, max(1, len(names))), dtype=bool),
+                 np.array([[weights[n] for n in names] or [0.0]]), hedge, targets)[0]
+    sigma = {t: float(row[j]) for j, t in enumerate(targets)}
     for j, t in enumerate(targets):
-        cur = query.state[t]
-        sigma[t] = difficulty(float(spread[j]), change_scale(
-            float(mean[j] - cur), every[:, j], hedge.step(t), hedge.relative_step(t) * abs(cur)),
-            hedge.step(t) + abs(cur))
         interval = calibrator.interval(t, float(mean[j]), sigma[t], level, group,
                                        min_group=fewest_residuals(level))
         if interval is not None:

@@ -18,11 +18,14 @@ import numpy as np
 from lmtwin.errors import DependencyNotInstalled
 
 
-def difficulty(spread: float, change: float, scale: float) -> float:
-    """How hard a prediction is: the predictors' spread plus half the predicted change,
-    floored by a thousandth of the variable's scale; finite whatever the inputs."""
-    value = spread + 0.5 * abs(change) + 1e-3 * scale + 1e-9
-    return value if math.isfinite(value) else 1e300
+def difficulty(spread: np.ndarray, change: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """How hard each prediction is: the predictors' spread plus half the change counted,
+    floored by a thousandth of the variable's scale; finite whatever the inputs
+    (arrays of one shape, element by element)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        value = (np.asarray(spread, dtype=float) + 0.5 * np.abs(change)
+                 + 1e-3 * np.asarray(scale, dtype=float) + 1e-9)
+    return np.where(np.isfinite(value), value, 1e300)
 
 
 class Calibrator:
