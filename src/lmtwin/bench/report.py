@@ -353,8 +353,10 @@ def _parts(results: dict[str, Any]) -> list[str]:
             f"- {what}{when}: `{p['command']}` ({p['minutes']:.1f} min): seeds "
             f"{c['seeds'][0]}..{c['seeds'][-1]}, cancer patients {s['patients'][0]} per "
             f"split, COVID {s['covid_trajectories']} x {s['covid_population']:,} people, "
-            f"network caps {c['max_steps']}, language model on {c['lm_steps']} steps x "
-            f"{c['lm_seeds']} seeds of {', '.join(c.get('lm_tasks', []))}.")
+            f"network caps {c['max_steps']}, " + (
+                "no language model." if "--model none" in p["command"] else
+                f"language model on {c['lm_steps']} steps x {c['lm_seeds']} seeds of "
+                f"{', '.join(c.get('lm_tasks', []))}."))
     return [*lines, ""]
 
 

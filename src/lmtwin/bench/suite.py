@@ -737,6 +737,8 @@ def merge(parts: Sequence[Path], out: Path) -> list[Path]:
         merged["command"] += commands
         if r["date"] >= merged["date"]:  # the newest part's grids are this report's
             merged["grids"] = r.get("grids", merged.get("grids"))
+        if r.get("backend", "none") != "none":  # the language model of the parts that ran one
+            merged["backend"] = r["backend"]
         merged["date"] = max(merged["date"], r["date"])
         merged["seconds"] = max(merged["seconds"], r["seconds"])
         merged["peak_rss_mb"] = max(merged["peak_rss_mb"], r["peak_rss_mb"])
