@@ -307,7 +307,8 @@ class TwinMethod:
         from lmtwin.predictors.combine import fewest_residuals, sigmas
 
         # the difficulty of every row at once, by the function combine uses
-        sigma = sigmas(mean, X, M, ok, W, self.twin.hedge, self.task.states)
+        sigma = sigmas(mean, X, M, ok, W, self.twin.hedge, self.twin.calibrator,
+                       self.task.states)
         # calibrated as Twin.predict does: on the residuals of predictions led by the
         # same predictor (Mondrian), with combine's rule for a leader with few of them
 

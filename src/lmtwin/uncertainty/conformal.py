@@ -1,8 +1,9 @@
 """Split conformal intervals on a rolling window of the twin's recent residuals (crepes).
 
 The intervals are normalised: each residual is divided by a difficulty estimate (the
-spread of the predictors plus the size of the predicted change), so a volatile moment
-gets a wider interval than a quiet one. Coverage is measured, not assumed: see
+spread of the predictors plus the size of the predicted change, at least the window's
+typical relative error at this value: ``combine.sigmas``), so a volatile moment gets a
+wider interval than a quiet one. Coverage is measured, not assumed: see
 :func:`coverage` and the benchmark.
 """
 
@@ -56,8 +57,11 @@ class Calibrator:
         self.min_residuals = min_residuals
         self.refit_every = max(1, refit_every)
         self._res: dict[str, deque[tuple[float, float, str | None]]] = {}
+        # each residual's size relative to its value, beside it in the same window
+        self._rel: dict[str, deque[float]] = {}
         self._added: dict[str, int] = {}
         self._fitted: dict[tuple[Any, ...], tuple[int, Any]] = {}
+        self._typical: dict[str, tuple[int, float]] = {}
 
     def add(self, target: str, actual: float, predicted: float, sigma: float,
             group: str | None = None) -> bool:
@@ -68,8 +72,29 @@ class Calibrator:
             return False
         self._res.setdefault(target, deque(maxlen=self.window)).append(
             (residual, sigma, group))
+        size = max(abs(actual), abs(predicted))
+        self._rel.setdefault(target, deque(maxlen=self.window)).append(
+            min(abs(residual) / size, 2.0) if size > 0 else 0.0)
         self._added[target] = self._added.get(target, 0) + 1
         return True
+
+    def typical_error(self, target: str) -> float:
+        """The median size of the window's residuals relative to their values
+        (``|actual - predicted| / max(|actual|, |predicted|)``); 0 before the first.
+
+        The difficulty's floor at a value (``combine.sigmas``): unlike the typical
+        relative step of the last ~20 transitions, which the floor used before, it is the
+        median over the very window that calibrates the intervals, so the residuals and
+        the new prediction are normalised alike. Refreshed as the fitted regressor is
+        (every ``refit_every`` residuals)."""
+        rel = self._rel.get(target)
+        if not rel:
+            return 0.0
+        added = self._added.get(target, 0)
+        cached = self._typical.get(target)
+        if cached is None or added - cached[0] >= min(self.refit_every, len(rel)):
+            cached = self._typical[target] = (added, float(np.median(rel)))
+        return cached[1]
 
     def _arrays(self, target: str, group: str | None, min_group: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray, str | None]:
