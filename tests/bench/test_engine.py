@@ -27,3 +27,14 @@ def test_llm_step_reports_tails_accuracy_and_load():
     assert short["prompt_tokens_median"] < r["wide"]["after"]["prompt_tokens_median"]
     text = "\n".join(engine._lm_details(r))
     assert "| 15 variables (2 queries) | after |" in text
+
+
+def test_history_step_reports_every_seed_and_its_spread():
+    h = engine.bench_history(train=30, test=2, steps=20, seeds=(0, 1))
+    assert h["seeds"] == [0, 1] and [r["seed"] for r in h["per_seed"]] == [0, 1]
+    assert h["n_intervals"] == 2 * 2 * 20 * 2  # seeds x patients x steps x variables
+    assert h["coverage_min"] <= h["coverage"] <= h["coverage_max"]
+    assert all("errors" not in r and "inside" not in r for r in h["per_seed"])  # not in json
+    assert set(h["width_over_sd"]) == {"v", "c"}
+    text = engine.report({"date": "now", "quick": True, "history": h})
+    assert "(seeds 0, 1; each seed's range)" in text and "| 1 | " in text
