@@ -201,10 +201,13 @@ def change_scale(change: np.ndarray, forecasts: np.ndarray, answered: np.ndarray
     got the floor (a thousandth of the value): on Hare-Lynx its normalised residuals
     were 100-1000x the others' and the 90% intervals 201 standard deviations wide."""
     floor = np.maximum(np.abs(change), typical)
+    if answered.all():  # the common case, without the masks (a prediction's hot path)
+        if forecasts.shape[1] < 2:
+            return np.maximum(floor, step)
+        return np.maximum(floor, 0.5 * np.ptp(forecasts, axis=1))
     mask = answered[:, :, None]
-    with np.errstate(over="ignore", invalid="ignore"):
-        half = 0.5 * (np.where(mask, forecasts, -np.inf).max(axis=1)
-                      - np.where(mask, forecasts, np.inf).min(axis=1))
+    half = 0.5 * (np.where(mask, forecasts, -np.inf).max(axis=1)
+                  - np.where(mask, forecasts, np.inf).min(axis=1))
     lone = (answered.sum(axis=1) < 2)[:, None]
     return np.where(lone, np.maximum(floor, step), np.maximum(floor, half))
 
@@ -232,14 +235,17 @@ def sigmas(mean: np.ndarray, current: np.ndarray, forecasts: np.ndarray,
     standard deviations wide (1.4-1.9 now)."""
     step = np.array([hedge.step(t) for t in targets])
     rel = np.array([calibrator.typical_error(t) for t in targets])
-    w = np.where(answered, weights, 0.0)
-    with np.errstate(over="ignore", invalid="ignore"):
-        dev = np.where(answered[:, :, None], forecasts - mean[:, None, :], 0.0)
-        spread = np.sqrt(np.einsum("np,npd->nd", w, dev * dev))
+    with np.errstate(over="ignore", invalid="ignore"):  # values near the float limit
+        if forecasts.shape[1] < 2:  # one forecast: no spread (a cold start's hot path)
+            spread: Any = 0.0
+        else:
+            dev = np.where(answered[:, :, None], forecasts - mean[:, None, :], 0.0)
+            spread = np.sqrt(np.einsum("np,npd->nd", np.where(answered, weights, 0.0),
+                                       dev * dev))
         value = np.abs(current)
         change = change_scale(mean - current, forecasts, answered,
                               np.where(step > 0, step, value), rel * value)
-    return difficulty(spread, change, step + value)
+        return difficulty(spread, change, step + value)
 
 
 def fewest_residuals(level: float) -> int:

@@ -22,11 +22,10 @@ from lmtwin.errors import DependencyNotInstalled
 def difficulty(spread: np.ndarray, change: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """How hard each prediction is: the predictors' spread plus half the change counted,
     floored by a thousandth of the variable's scale; finite whatever the inputs
-    (arrays of one shape, element by element)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        value = (np.asarray(spread, dtype=float) + 0.5 * np.abs(change)
-                 + 1e-3 * np.asarray(scale, dtype=float) + 1e-9)
-    return np.where(np.isfinite(value), value, 1e300)
+    (arrays of one shape, element by element; the caller silences overflow warnings)."""
+    value = np.asarray(spread + 0.5 * np.abs(change) + 1e-3 * scale + 1e-9, dtype=float)
+    finite = np.isfinite(value)
+    return value if finite.all() else np.where(finite, value, 1e300)
 
 
 class Calibrator:
@@ -85,15 +84,18 @@ class Calibrator:
         The difficulty's floor at a value (``combine.sigmas``): unlike the typical
         relative step of the last ~20 transitions, which the floor used before, it is the
         median over the very window that calibrates the intervals, so the residuals and
-        the new prediction are normalised alike. Refreshed as the fitted regressor is
-        (every ``refit_every`` residuals)."""
+        the new prediction are normalised alike. Refreshed every ``refit_every``
+        residuals, or every tenth of the window once that is more (a median of 300 moves
+        little in 30, and it is on every observation's path)."""
         rel = self._rel.get(target)
         if not rel:
             return 0.0
         added = self._added.get(target, 0)
         cached = self._typical.get(target)
-        if cached is None or added - cached[0] >= min(self.refit_every, len(rel)):
-            cached = self._typical[target] = (added, float(np.median(rel)))
+        if cached is None or added - cached[0] >= min(max(self.refit_every, len(rel) // 10),
+                                                      len(rel)):
+            cached = self._typical[target] = (
+                added, float(np.median(np.fromiter(rel, float, len(rel)))))
         return cached[1]
 
     def _arrays(self, target: str, group: str | None, min_group: int | None = None
