@@ -141,8 +141,9 @@ def lm_table(r: dict[str, Any]) -> list[str]:
         size = (f", {info['patients'][0]} patients per split" if "patients" in info else
                 f", COVID {info['trajectories_per_split']} x {info['population']:,} people"
                 if "population" in info else "")
-        where = (f" (seeds {lm['run_seeds'][0]}..{lm['run_seeds'][-1]}{size}; its steps "
-                 "are of that run's test split, not this report's)")
+        other = ("; its steps are of that run's test split, not this report's"
+                 if info != r.get("info") else "")
+        where = f" (seeds {lm['run_seeds'][0]}..{lm['run_seeds'][-1]}{size}{other})"
     lines = [f"This table is from the run of {older} UTC{where}: the language model was not "
              "run again, and its lmtwin rows are of the library then (before this report's "
              "twin columns).", ""] if older and older != r.get("run_date") else []
