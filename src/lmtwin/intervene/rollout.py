@@ -26,6 +26,7 @@ from lmtwin.errors import BackendError, InvalidValue, NotReady
 from lmtwin.intervene.plans import MAX_PATHS, check_count
 from lmtwin.predictors.base import Predictor
 from lmtwin.predictors.batch import retrieve_batch
+from lmtwin.predictors.combine import sigmas
 from lmtwin.predictors.simple import Batch
 from lmtwin.scoring import dominant
 from lmtwin.types import Query
@@ -105,7 +106,6 @@ def rollout(
     x[:, 0] = np.column_stack([starts[t] for t in targets])
     lower = np.array([_bound(schema, t, "lower") for t in targets])
     upper = np.array([_bound(schema, t, "upper") for t in targets])
-    scale = np.array([_step(twin, t) for t in targets])
     answered = {p.name: 0 for p in chosen}
     # noise from the residuals of predictions led by the predictor leading these paths
     # (the calibrator's Mondrian group, as a single prediction is calibrated)
@@ -129,10 +129,9 @@ def rollout(
         mean = np.einsum("pn,pnt->nt", w, np.where(ok[:, :, None], means, 0.0))
         nxt = mean
         if u is not None:
-            dev = np.where(ok[:, :, None], means - mean, 0.0)
-            spread = np.sqrt(np.einsum("pn,pnt->nt", w, dev**2))
-            # the twin's difficulty (uncertainty.conformal.difficulty), for every path
-            sigma = spread + 0.5 * np.abs(mean - cur) + 1e-3 * (scale + np.abs(cur)) + 1e-9
+            # the twin's difficulty (combine.sigmas, as a single prediction's), every path
+            sigma = sigmas(mean, cur, means.transpose(1, 0, 2), ok.T, w.T, twin.hedge,
+                           twin.calibrator, targets)
             z = np.column_stack([_quantiles(twin, t, u[:, step, j], sigma[:, j], group)
                                  for j, t in enumerate(targets)])
             nxt = mean + sigma * z
@@ -167,14 +166,6 @@ def _weights(twin: Twin, names: list[str], ok: np.ndarray) -> np.ndarray:
             if pattern[j]:
                 w[j, cols] = got[nm]
     return w
-
-
-def _step(twin: Twin, target: str) -> float:
-    """The target's typical step, as the twin's combination scales its difficulty."""
-    step = getattr(twin.hedge, "step", None)
-    if step is not None:
-        return float(step(target))
-    return float(np.sqrt(twin.hedge.scale(target)))  # type: ignore[attr-defined]
 
 
 def _bound(schema: object, name: str, which: str) -> float:
