@@ -145,6 +145,7 @@ def test_a_network_on_the_first_seeds_only_merges_beside_the_others(tmp_path: Pa
     assert "Where the time went" in text and "lmtwin " in text
     assert "not run: ridge, sindy, parroting, dynode, gru, transformer" in text
     assert "GRU (the protocol's" in text  # why a cancer task has no GRU rows
+    assert "knn on 1 more seeds of cancer-untreated" in text  # the seeds it lacks, costed
     suite.run(_cfg(seeds=[11, 12], baselines=["ridge"], twin=False), None, [],
               tmp_path / "other", "other")
     with pytest.raises(suite.LmtwinError, match="different seeds"):

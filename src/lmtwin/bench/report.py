@@ -445,6 +445,25 @@ def time_lines(results: dict[str, Any]) -> list[str]:
                              "last end (gaps between parts included)" if wall else "")
               + f": {verdict}. Parts kept from older reports (language-model samples, "
               "scenarios) are not counted.", ""]
+    # what the methods run on fewer seeds would add at their measured cost per seed
+    more = []
+    for name, r in results["tasks"].items():
+        if "error" in r or not r.get("seeds"):
+            continue
+        for m, row in r.get("methods", {}).items():
+            base = m.rsplit("[", 1)[0]
+            done = row.get("seeds", 0)
+            spent_m = (r.get("timing_seconds") or {}).get(base)
+            if (m.endswith("[frozen]") and "from_run" not in row and 0 < done < len(r["seeds"])
+                    and spent_m):
+                more.append((spent_m / done * (len(r["seeds"]) - done), base, name,
+                             len(r["seeds"]) - done))
+    if more:
+        extra = sum(x[0] for x in more) / 60
+        lines += ["The methods run on fewer seeds would add, at their cost per seed measured "
+                  "here, " + ", ".join(f"{b} on {n} more seeds of {t} {sec / 60:.0f} min"
+                                       for sec, b, t, n in more)
+                  + f": {extra:.0f} minutes, {total + extra:.0f} in all.", ""]
     if any(n.startswith("cancer") and "error" not in r and r.get("methods") and not any(
             m.startswith("gru[") for m in r["methods"]) for n, r in results["tasks"].items()):
         lines += [GRU_COST, ""]
