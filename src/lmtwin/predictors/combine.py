@@ -80,7 +80,6 @@ class Hedge:
         self.n_updates_: dict[str, int] = {}
         self._step: dict[str, float] = {}
         self._seen: dict[str, int] = {}
-        self._rel: dict[str, float] = {}
         # (n, m) -> discounted sum of n's loss over the steps n and m were both scored
         self._pair: dict[tuple[str, str], float] = {}
 
@@ -122,19 +121,9 @@ class Hedge:
                     1.0 if self.loss_[n] == 0 else math.inf)
         return out
 
-    def paired_loss(self, names: Sequence[str]) -> dict[str, float]:
-        """Each predictor's record on the reference's steps: the reference's record times
-        the predictor's paired ratio to it."""
-        ref = self.reference(names)
-        return {n: self.loss_[ref] * r for n, r in self.ratios(names).items()}
-
     def step(self, target: str) -> float:
         """The typical size of one step of ``target`` (discounted mean absolute change)."""
         return self._step.get(target, 0.0)
-
-    def relative_step(self, target: str) -> float:
-        """The typical size of one step of ``target`` relative to its value (capped at 1)."""
-        return self._rel.get(target, 0.0)
 
     def update(
         self,
@@ -155,9 +144,6 @@ class Hedge:
             seen = self._seen[t] = self._seen.get(t, 0) + 1
             rate = max(0.05, 1.0 / seen)
             self._step[t] = (1 - rate) * self._step.get(t, 0.0) + rate * change
-            # a change beyond the whole value (from 0) counts as the whole value
-            rel = min(1.0, change / abs(current[t])) if current[t] else 1.0
-            self._rel[t] = (1 - rate) * self._rel.get(t, 0.0) + rate * rel
         per_target: dict[str, list[float]] = {}
         relative: dict[str, list[float]] = {}
         for t in targets:
