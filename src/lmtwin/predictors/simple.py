@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,6 +98,20 @@ class LocalRidge:
     """Locally weighted ridge regression of each target's change on the query's inputs,
     fitted on the k retrieved examples only (nearer examples weigh more).
 
+    Per query and target it fits both the change (``x' - x``) and, for a target positive
+    in the query and every example, the relative change (``(x' - x) / x``), and keeps
+    the one with the smaller weighted leave-one-out error in the target's units. Growth,
+    decay, infection and kill rates make many systems' changes proportional to the
+    state: a tumour's, a population's or an epidemic's relative change is linear in the
+    inputs where its change is not (on the cancer task's validation streams, 25x
+    smaller error; see CHANGELOG).
+
+    It does not answer (``NotReady`` / ``ok`` False) a query off the value all its
+    examples share along an input: the fit has no slope there (a drug level of 5.31 where
+    all 16 nearest examples had 5.0 gave errors of 9 on a tumour's step), and the
+    combination then rests on the predictors that can answer. A slope the examples do
+    identify is extrapolated: a linear system's is right far outside them.
+
     Args:
         k: retrieved examples to fit on.
         alpha: ridge penalty on standardised inputs.
@@ -115,44 +130,41 @@ class LocalRidge:
         q = design(names, query.state, query.action)
         if q is None:
             raise NotReady("numeric predictor needs every input of the query")
+        targets = list(query.targets)
+        if any(t not in query.state for t in targets):
+            raise NotReady("numeric predictor needs the current value of every target")
         rows, deltas = [], []
-        targets = query.targets
         for ex in examples:
-            nxt, now = ex.next_state, ex.state
-            if not all(t in nxt and t in now for t in targets):
-                continue
-            row = design(names, now, ex.action)
-            if row is not None:
-                rows.append(row)
-                deltas.append([nxt[t] - now[t] for t in targets])
-        if len(rows) < self.min_examples:
+            row = design(names, ex.state, ex.action)
+            d = [ex.delta(t) for t in targets]
+            rows.append([math.nan] * len(names) if row is None else row)
+            deltas.append([math.nan if v is None else v for v in d])
+        n_ex = len(rows)
+        if n_ex < max(self.min_examples, 1):
             raise NotReady(
-                f"numeric predictor has {len(rows)} usable examples, needs {self.min_examples}"
-            )
-        X, Y, xq = np.asarray(rows), np.asarray(deltas, dtype=float), np.asarray(q)
-        mu, sd = X.mean(axis=0), X.std(axis=0)
-        sd[sd == 0] = 1.0
-        Z, zq = (X - mu) / sd, (xq - mu) / sd
-        dist = np.sqrt(((Z - zq) ** 2).sum(axis=1))
-        h = np.median(dist) + 1e-9
-        w = np.exp(-0.5 * (dist / h) ** 2) + 1e-6
-        A = np.hstack([np.ones((len(Z), 1)), Z])
-        W = A * w[:, None]
-        reg = self.alpha * np.eye(A.shape[1])
-        reg[0, 0] = 0.0
-        coef = np.linalg.solve(A.T @ W + reg, W.T @ Y)
-        delta = np.hstack([1.0, zq]) @ coef
-        base = np.array([query.state.get(t, 0.0) for t in query.targets])
-        return Forecast((base + delta)[None, :], {"n_examples": len(rows)})
+                f"numeric predictor has {n_ex} usable examples, needs {self.min_examples}")
+        batch = Batch(names, targets, np.asarray([q], dtype=float),
+                      np.asarray([[query.state[t] for t in targets]], dtype=float),
+                      np.asarray(rows, dtype=float).reshape(1, n_ex, len(names)),
+                      np.asarray(deltas, dtype=float).reshape(1, n_ex, len(targets)))
+        mean, ok, why = self._fit(batch)
+        if not ok[0]:
+            raise NotReady(why[0])
+        return Forecast(mean, {"n_examples": int(batch.usable().sum())})
 
     def predict_batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """``predict`` for every query of ``batch`` at once (the same fit on the same
         examples, solved as one stack of small systems). Returns point forecasts (n, T)
-        and which queries had at least ``min_examples`` usable examples (n,)."""
-        b = batch.nearest(self.k)
+        and which queries were answered (n,)."""
+        mean, ok, _ = self._fit(batch.nearest(self.k))
+        return mean, ok
+
+    def _fit(self, b: Batch) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Forecasts (n, T), which queries were answered, and why not (per query)."""
+        n = len(b.current)
         use = b.usable()
         count = use.sum(axis=1)
-        ok = count >= self.min_examples
+        enough = count >= self.min_examples
         every = bool(use.all())  # the usual case: no masking passes
         # feature-major views (n, F, k): broadcast passes run along the k examples, not
         # along F (2-3x faster; retrieve_batch lays the examples out this way)
@@ -171,10 +183,13 @@ class LocalRidge:
             D *= m.transpose(0, 2, 1)
         DD = D * D
         sd = np.sqrt((DD @ m)[:, :, 0] / c)
+        dq = b.inputs - mu
+        # off the value every example shares along an input: no slope to go by there
+        tiny = 1e-9 * (np.abs(mu) + np.abs(b.inputs)) + 1e-300
+        far = ((sd <= tiny) & (np.abs(dq) > tiny)).any(axis=1)
         sd[sd == 0] = 1.0
         inv = 1.0 / sd
         iv = inv * inv
-        dq = b.inputs - mu
         # squared standardised distances |(d - dq) / sd|^2, expanded so that no pass
         # beyond D * D is needed (d and dq are centred: no cancellation to speak of)
         d2 = (iv[:, None, :] @ DD)[:, 0] - 2.0 * ((dq * iv)[:, None, :] @ D)[:, 0]
@@ -184,22 +199,38 @@ class LocalRidge:
         w = np.exp(-0.5 * (dist / h) ** 2) + 1e-6
         if not every:
             w *= m[:, :, 0]
-        # the weighted normal equations of [1, z], z = d / sd: built from D, then scaled
+        # the relative change where the target is positive in the query and every example
+        idx = [b.names.index(t) if t in b.names else -1 for t in b.targets]
+        T = len(idx)
+        cur = np.stack([X[:, j] if j >= 0 else np.zeros_like(X[:, 0]) for j in idx], axis=1)
+        positive = ((cur > 0) | ~use[:, None, :]).all(axis=2) & (b.current > 0)
+        R = np.where(cur > 0, Y / np.where(cur > 0, cur, 1.0), 0.0)
+        YY = np.concatenate([Y, R], axis=1)  # (n, 2T, k)
+        # the weighted normal equations of a = [1, z], z = d / sd
         f = X.shape[1]
-        Dw = D * w[:, None, :]
-        wv = w[:, :, None]
-        lhs = np.empty((len(X), f + 1, f + 1))
-        lhs[:, 0, 0] = w.sum(axis=1)
-        lhs[:, 0, 1:] = lhs[:, 1:, 0] = (D @ wv)[:, :, 0] * inv
-        lhs[:, 1:, 1:] = ((Dw @ D.transpose(0, 2, 1)) * (inv[:, :, None] * inv[:, None, :])
-                          + self.alpha * np.eye(f))
-        rhs = np.empty((len(X), f + 1, Y.shape[1]))
-        rhs[:, 0] = (Y @ wv)[:, :, 0]
-        rhs[:, 1:] = (Dw @ Y.transpose(0, 2, 1)) * inv[:, :, None]
-        lhs[~ok] = np.eye(f + 1)  # unanswered queries: any solvable system
-        coef = np.linalg.solve(lhs, rhs)
-        delta = coef[:, 0] + ((dq * inv)[:, None, :] @ coef[:, 1:])[:, 0]
-        return batch.current + np.where(ok[:, None], delta, 0.0), ok
+        A = np.concatenate([np.ones((n, 1, X.shape[2])), D * inv[:, :, None]], axis=1)
+        Aw = A * w[:, None, :]
+        lhs = Aw @ A.transpose(0, 2, 1)
+        lhs[:, 1:, 1:] += self.alpha * np.eye(f)
+        lhs[~enough] = np.eye(f + 1)  # unanswered queries: any solvable system
+        P = np.linalg.inv(lhs)
+        coef = P @ (Aw @ YY.transpose(0, 2, 1))  # (n, f + 1, 2T)
+        aq = np.concatenate([np.ones((n, 1)), dq * inv], axis=1)
+        pred = (aq[:, None, :] @ coef)[:, 0]  # (n, 2T)
+        # weighted leave-one-out residuals: e_i / (1 - w_i a_i' P a_i)
+        lev = w * ((P @ A) * A).sum(axis=1)
+        resid = (YY - coef.transpose(0, 2, 1) @ A) / np.maximum(1.0 - lev, 1e-6)[:, None]
+        loo = (resid * resid) @ w[:, :, None]  # (n, 2T, 1)
+        loo_rel = ((resid[:, T:] * cur) ** 2) @ w[:, :, None]
+        relative = positive & (loo_rel[:, :, 0] < loo[:, :T, 0])
+        delta = np.where(relative, pred[:, T:] * b.current, pred[:, :T])
+        ok = enough & ~far & np.isfinite(delta).all(axis=1)
+        why = ["" if o else (
+            f"numeric predictor has {int(k)} usable examples, needs {self.min_examples}"
+            if not e else "the query lies outside its examples along an input"
+            if fa else "a non-finite forecast")
+            for o, e, fa, k in zip(ok, enough, far, count, strict=True)]
+        return b.current + np.where(ok[:, None], delta, 0.0), ok, why
 
 
 class NearestNeighbours:
