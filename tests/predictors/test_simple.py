@@ -1,0 +1,82 @@
+"""The local ridge: the change or the relative change per target, chosen by its weighted
+leave-one-out error, and no answer where an input's slope is unidentified."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lmtwin import LocalRidge, Persistence, Twin, Variable
+from lmtwin.errors import NotReady
+from lmtwin.predictors import Query, check_predictor
+from lmtwin.schema import Schema
+from lmtwin.types import Observation, Transition
+
+
+def _growth(n: int = 64, seed: int = 0) -> list[Transition]:
+    """A population x whose growth rate falls with the dose u and with a second species
+    y (x' = x (1 + 0.3 - 0.1 u - 0.05 y)); y' = y + 0.5 u, additive."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        x, y, u = rng.uniform(10, 1000), rng.uniform(0, 4), rng.uniform(0, 3)
+        out.append(Transition("e", float(i), {"x": x, "y": y}, {"u": u},
+                              {"x": x * (1.3 - 0.1 * u - 0.05 * y), "y": y + 0.5 * u}))
+    return out
+
+
+def _query(x: float, y: float, u: float) -> Query:
+    schema = Schema([Variable("x", lower=0), Variable("y", lower=0),
+                     Variable("u", "action", lower=0)])
+    return Query({"x": x, "y": y}, {"u": u}, ["x", "y"], schema)
+
+
+def test_a_growth_rate_is_fitted_as_a_relative_change() -> None:
+    data = _growth()
+    p = LocalRidge(k=64)
+    check_predictor(p, data, _query(500.0, 2.0, 1.0))
+    q = _query(800.0, 1.0, 2.5)
+    got = p.predict(q, data).mean
+    want = np.array([800.0 * (1.3 - 0.25 - 0.05), 1.0 + 1.25])
+    # the relative change is linear in the inputs: fitted but for the small penalty
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    # the change itself is not (x times u): the best linear fit of it errs by far more
+    X = np.array([[1, t.state["x"], t.state["y"], t.action["u"]] for t in data])
+    dx = np.array([t.next_state["x"] - t.state["x"] for t in data])
+    coef = np.linalg.lstsq(X, dx, rcond=None)[0]
+    linear = 800.0 + np.array([1, 800.0, 1.0, 2.5]) @ coef
+    assert abs(linear - want[0]) > 1000 * abs(got[0] - want[0])
+
+
+def test_a_target_that_crosses_zero_keeps_the_change() -> None:
+    rng = np.random.default_rng(1)
+    data = []
+    for i in range(50):
+        x, u = rng.normal(), rng.normal()
+        data.append(Transition("e", float(i), {"x": x}, {"u": u}, {"x": 0.9 * x + u}))
+    q = Query({"x": 0.3}, {"u": -0.2}, ["x"])
+    assert LocalRidge().predict(q, data).mean[0] == pytest.approx(0.9 * 0.3 - 0.2, abs=1e-3)
+
+
+def test_no_answer_off_the_value_every_example_shares() -> None:
+    """All examples had y = 2: the fit knows nothing of y's effect, so a query at y = 2.3
+    gets NotReady (with the reason) in both paths, and a twin rests on persistence."""
+    data = [Transition(t.episode, t.t, {"x": t.state["x"], "y": 2.0}, t.action,
+                       {"x": t.state["x"] * (1.2 - 0.1 * t.action["u"]), "y": 2.0})
+            for t in _growth()]
+    p = LocalRidge()
+    assert p.predict(_query(400.0, 2.0, 1.0), data).mean[0] == pytest.approx(
+        400.0 * 1.1, rel=1e-6)
+    with pytest.raises(NotReady, match="outside its examples"):
+        p.predict(_query(400.0, 2.3, 1.0), data)
+    twin = Twin("t", variables=[Variable("x", lower=0), Variable("y", lower=0),
+                                Variable("u", "action", lower=0)],
+                predictors=[Persistence(), LocalRidge()])
+    # each example its own episode of two observations: the user's bulk path
+    twin.observe_many([o for i, t in enumerate(data) for o in (
+        Observation(f"e{i}", 0.0, {**t.state, **t.action}),
+        Observation(f"e{i}", 1.0, dict(t.next_state)))])
+    pred = twin.predict({"x": 400.0, "y": 2.3}, {"u": 1.0})
+    assert "numeric" not in pred.by_predictor
+    assert "outside its examples" in pred.provenance["skipped"]["numeric"]
+    assert pred.mean["x"] == pytest.approx(400.0)
