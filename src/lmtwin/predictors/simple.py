@@ -147,10 +147,16 @@ class LocalRidge:
                       np.asarray([[query.state[t] for t in targets]], dtype=float),
                       np.asarray(rows, dtype=float).reshape(1, n_ex, len(names)),
                       np.asarray(deltas, dtype=float).reshape(1, n_ex, len(targets)))
-        mean, ok, why = self._fit(batch)
+        usable = int(batch.usable().sum())
+        if usable < self.min_examples:
+            raise NotReady(
+                f"numeric predictor has {usable} usable examples, needs {self.min_examples}")
+        mean, ok, fits = self._fit(batch)
         if not ok[0]:
-            raise NotReady(why[0])
-        return Forecast(mean, {"n_examples": int(batch.usable().sum())})
+            raise NotReady("a non-finite forecast" if fits[0] else
+                           "the query lies outside its examples along an input (they all "
+                           "share one value there)")
+        return Forecast(mean, {"n_examples": usable})
 
     def predict_batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """``predict`` for every query of ``batch`` at once (the same fit on the same
@@ -159,8 +165,10 @@ class LocalRidge:
         mean, ok, _ = self._fit(batch.nearest(self.k))
         return mean, ok
 
-    def _fit(self, b: Batch) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Forecasts (n, T), which queries were answered, and why not (per query)."""
+    def _fit(self, b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Forecasts (n, T), which queries were answered (n,), and which had enough
+        examples on every input's span (n,: not answered then means a non-finite
+        forecast)."""
         n = len(b.current)
         use = b.usable()
         count = use.sum(axis=1)
@@ -203,34 +211,42 @@ class LocalRidge:
         idx = [b.names.index(t) if t in b.names else -1 for t in b.targets]
         T = len(idx)
         cur = np.stack([X[:, j] if j >= 0 else np.zeros_like(X[:, 0]) for j in idx], axis=1)
-        positive = ((cur > 0) | ~use[:, None, :]).all(axis=2) & (b.current > 0)
-        R = np.where(cur > 0, Y / np.where(cur > 0, cur, 1.0), 0.0)
+        positive = (cur > 0) if every else ((cur > 0) | ~use[:, None, :])
+        positive = positive.all(axis=2) & (b.current > 0)
+        R = Y / cur if positive.all() else np.where(
+            cur > 0, Y / np.where(cur > 0, cur, 1.0), 0.0)
         YY = np.concatenate([Y, R], axis=1)  # (n, 2T, k)
-        # the weighted normal equations of a = [1, z], z = d / sd
+        # the weighted normal equations of a = [1, z], z = d / sd: built from D, then scaled
         f = X.shape[1]
-        A = np.concatenate([np.ones((n, 1, X.shape[2])), D * inv[:, :, None]], axis=1)
-        Aw = A * w[:, None, :]
-        lhs = Aw @ A.transpose(0, 2, 1)
-        lhs[:, 1:, 1:] += self.alpha * np.eye(f)
+        Dw = D * w[:, None, :]
+        wv = w[:, :, None]
+        lhs = np.empty((n, f + 1, f + 1))
+        lhs[:, 0, 0] = w.sum(axis=1)
+        lhs[:, 0, 1:] = lhs[:, 1:, 0] = (D @ wv)[:, :, 0] * inv
+        lhs[:, 1:, 1:] = ((Dw @ D.transpose(0, 2, 1)) * (inv[:, :, None] * inv[:, None, :])
+                          + self.alpha * np.eye(f))
+        rhs = np.empty((n, f + 1, 2 * T))
+        rhs[:, 0] = (YY @ wv)[:, :, 0]
+        rhs[:, 1:] = (Dw @ YY.transpose(0, 2, 1)) * inv[:, :, None]
         lhs[~enough] = np.eye(f + 1)  # unanswered queries: any solvable system
         P = np.linalg.inv(lhs)
-        coef = P @ (Aw @ YY.transpose(0, 2, 1))  # (n, f + 1, 2T)
-        aq = np.concatenate([np.ones((n, 1)), dq * inv], axis=1)
-        pred = (aq[:, None, :] @ coef)[:, 0]  # (n, 2T)
-        # weighted leave-one-out residuals: e_i / (1 - w_i a_i' P a_i)
-        lev = w * ((P @ A) * A).sum(axis=1)
-        resid = (YY - coef.transpose(0, 2, 1) @ A) / np.maximum(1.0 - lev, 1e-6)[:, None]
-        loo = (resid * resid) @ w[:, :, None]  # (n, 2T, 1)
-        loo_rel = ((resid[:, T:] * cur) ** 2) @ w[:, :, None]
-        relative = positive & (loo_rel[:, :, 0] < loo[:, :T, 0])
+        coef = P @ rhs  # (n, f + 1, 2T)
+        pred = coef[:, 0] + ((dq * inv)[:, None, :] @ coef[:, 1:])[:, 0]  # (n, 2T)
+        # weighted leave-one-out residuals e_i / (1 - w_i a_i' P a_i), a_i = [1, d_i / sd],
+        # with the scaling folded into P (no (n, F + 1, k) array of the a_i)
+        Q = P[:, 1:, 1:] * (inv[:, :, None] * inv[:, None, :])
+        q0 = P[:, 0, 1:] * inv
+        quad = (D * (Q @ D)).transpose(0, 2, 1) @ np.ones(f)
+        lev = w * (P[:, 0, :1] + 2.0 * (q0[:, None, :] @ D)[:, 0] + quad)
+        fitted = coef[:, :1].transpose(0, 2, 1) + (coef[:, 1:] * inv[:, :, None]).transpose(
+            0, 2, 1) @ D
+        resid = (YY - fitted) / np.maximum(1.0 - lev, 1e-6)[:, None]
+        loo = (resid[:, :T] ** 2) @ wv  # (n, T, 1)
+        loo_rel = ((resid[:, T:] * cur) ** 2) @ wv
+        relative = positive & (loo_rel[:, :, 0] < loo[:, :, 0])
         delta = np.where(relative, pred[:, T:] * b.current, pred[:, :T])
         ok = enough & ~far & np.isfinite(delta).all(axis=1)
-        why = ["" if o else (
-            f"numeric predictor has {int(k)} usable examples, needs {self.min_examples}"
-            if not e else "the query lies outside its examples along an input"
-            if fa else "a non-finite forecast")
-            for o, e, fa, k in zip(ok, enough, far, count, strict=True)]
-        return b.current + np.where(ok[:, None], delta, 0.0), ok, why
+        return b.current + np.where(ok[:, None], delta, 0.0), ok, enough & ~far
 
 
 class NearestNeighbours:
