@@ -32,7 +32,7 @@ from lmtwin.predictors import (
     Predictor,
     Query,
 )
-from lmtwin.predictors.base import Forecast
+from lmtwin.predictors.base import Forecast, wanted
 from lmtwin.predictors.batch import forecast_transitions
 from lmtwin.predictors.combine import combine
 from lmtwin.predictors.ridge_cv import RidgeCV
@@ -513,20 +513,19 @@ class Twin:
         self, chosen: list[Predictor], query: Query
     ) -> tuple[dict[str, Forecast], dict[str, str], list[Transition]]:
         """Retrieve once for the predictor wanting most examples; ask each predictor."""
-        wanted = max((p.k for p in chosen), default=0)
+        most = max((wanted(p) for p in chosen), default=0)
         examples = (
-            self.retriever.search(query.state, query.action, self.schema, k=wanted)
-            if wanted
+            self.retriever.search(query.state, query.action, self.schema, k=most)
+            if most
             else []
         )
         forecasts: dict[str, Forecast] = {}
         skipped: dict[str, str] = {}
         for p in chosen:
             try:
-                # examples are nearest last: each predictor gets its k nearest
-                forecast = p.predict(
-                    query, examples[max(0, len(examples) - p.k) :] if p.k else []
-                )
+                # examples are nearest last: each predictor gets the nearest it wants
+                n = wanted(p)
+                forecast = p.predict(query, examples[max(0, len(examples) - n) :] if n else [])
             except (NotReady, BackendError) as exc:
                 # reported in provenance: a clear fallback, never a silent guess
                 skipped[p.name] = f"{type(exc).__name__}: {exc}"

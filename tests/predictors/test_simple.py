@@ -9,6 +9,7 @@ import pytest
 from lmtwin import LocalRidge, Persistence, Twin, Variable
 from lmtwin.errors import NotReady
 from lmtwin.predictors import Query, check_predictor
+from lmtwin.predictors.simple import Batch
 from lmtwin.schema import Schema
 from lmtwin.types import Observation, Transition
 
@@ -80,3 +81,29 @@ def test_no_answer_off_the_value_every_example_shares() -> None:
     assert "numeric" not in pred.by_predictor
     assert "outside its examples" in pred.provenance["skipped"]["numeric"]
     assert pred.mean["x"] == pytest.approx(400.0)
+
+
+def test_a_query_off_its_nearest_shared_value_is_refitted_on_more() -> None:
+    """The 16 nearest examples all had y = 2 (nearest last, as the twin passes them);
+    farther ones vary y: the fit widens to 32 and answers, in both paths alike."""
+    rng = np.random.default_rng(3)
+    data = []
+    for i in range(64):
+        x, u = rng.uniform(100, 900), rng.uniform(0, 3)
+        y = 2.0 if i >= 48 else rng.uniform(0, 4)
+        data.append(Transition("e", float(i), {"x": x, "y": y}, {"u": u},
+                               {"x": x * (1.3 - 0.1 * u - 0.05 * y), "y": y + 0.5 * u}))
+    p = LocalRidge(k=16)
+    assert p.reach == 64
+    q = _query(500.0, 2.3, 1.0)
+    got = p.predict(q, data).mean
+    np.testing.assert_allclose(got, [500.0 * (1.3 - 0.1 - 0.115), 2.3 + 0.5], rtol=1e-3)
+    cols = np.array([[t.state["x"], t.state["y"], t.action["u"]] for t in reversed(data)])
+    deltas = np.array([[t.next_state["x"] - t.state["x"], t.next_state["y"] - t.state["y"]]
+                       for t in reversed(data)])
+    # features order: states sorted, then actions: x, y, a:u
+    batch = Batch(["x", "y", "a:u"], ["x", "y"], np.array([[500.0, 2.3, 1.0]]),
+                  np.array([[500.0, 2.3]]), cols[None], deltas[None])
+    mean, ok = p.predict_batch(batch)
+    assert ok[0]
+    np.testing.assert_allclose(mean[0], got, rtol=1e-9)

@@ -283,7 +283,9 @@ class TwinMethod:
     def forecasts(self, X: np.ndarray, U: np.ndarray) -> dict[str, tuple[np.ndarray,
                                                                           np.ndarray]]:
         """Each predictor's point forecasts (n, d) and which queries it answered (n,)."""
-        batch = self._examples(X, U, max(1, *(p.k for p in self.twin.predictors)))
+        from lmtwin.predictors.base import wanted
+
+        batch = self._examples(X, U, max(1, *(wanted(p) for p in self.twin.predictors)))
         out = {}
         for p in self.twin.predictors:
             mean, ok = p.predict_batch(batch)

@@ -24,7 +24,7 @@ import numpy as np
 
 from lmtwin.errors import BackendError, InvalidValue, NotReady
 from lmtwin.intervene.plans import MAX_PATHS, check_count
-from lmtwin.predictors.base import Predictor
+from lmtwin.predictors.base import Predictor, wanted
 from lmtwin.predictors.batch import retrieve_batch
 from lmtwin.predictors.combine import sigmas
 from lmtwin.predictors.simple import Batch
@@ -101,7 +101,7 @@ def rollout(
                 f"too little scored data to sample the uncertainty of {missing}: each needs "
                 f"{twin.calibrator.min_residuals} scored predictions")
     names = sorted(list(targets) + list(contexts)) + sorted(f"a:{a}" for a in actions)
-    k_max = max((p.k for p in chosen), default=0)
+    k_max = max((wanted(p) for p in chosen), default=0)
     x = np.empty((n, horizon + 1, len(targets)))
     x[:, 0] = np.column_stack([starts[t] for t in targets])
     lower = np.array([_bound(schema, t, "lower") for t in targets])
@@ -190,7 +190,7 @@ def _ask(twin: Twin, p: Predictor, batch: Batch, columns: dict[str, np.ndarray],
         s = {t: float(batch.current[i, j]) for j, t in enumerate(targets)}
         s.update({c: float(v[i]) for c, v in contexts.items()})
         a = {name: float(columns[f"a:{name}"][i]) for name in actions}
-        examples = twin.retriever.search(s, a, twin.schema, k=p.k) if p.k else []
+        examples = twin.retriever.search(s, a, twin.schema, k=wanted(p)) if wanted(p) else []
         try:
             f = p.predict(Query(s, a, targets, twin.schema, notes), examples)
         except (NotReady, BackendError):

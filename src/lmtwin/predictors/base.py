@@ -30,15 +30,22 @@ class Predictor(Protocol):
     Raise ``NotReady`` when it cannot answer (too few examples); ``ParseError`` or
     ``BackendError`` when its model fails. Subclasses set ``name`` and ``k``, the number
     of retrieved examples they want (0 for none): a language model's prompt budget allows
-    few, a local regression fits better on more. A predictor whose calls are costly (a
-    language model) also sets ``costly = True``: the twin then scores it on a sample of
-    the stream only.
+    few, a local regression fits better on more. One that widens its fit where its ``k``
+    nearest do not suffice also sets ``reach``, how many it may look at (``wanted``). A
+    predictor whose calls are costly (a language model) also sets ``costly = True``: the
+    twin then scores it on a sample of the stream only.
     """
 
     name: str
     k: int
 
     def predict(self, query: Query, examples: Sequence[Transition]) -> Forecast: ...
+
+
+def wanted(predictor: Any) -> int:
+    """How many retrieved examples ``predictor`` is given: its ``reach`` if it has one,
+    else its ``k``."""
+    return int(getattr(predictor, "reach", predictor.k))
 
 
 def check_predictor(predictor: Predictor, examples: Sequence[Transition], query: Query) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from lmtwin.errors import NotReady
-from lmtwin.predictors.base import Forecast, Predictor
+from lmtwin.predictors.base import Forecast, Predictor, wanted
 from lmtwin.predictors.simple import Batch
 from lmtwin.retrieval import Retriever
 from lmtwin.schema import Schema
@@ -77,7 +77,7 @@ def forecast_transitions(predictors: Sequence[Predictor], retriever: Retriever, 
         columns.update({f"a:{k}": np.array([tr.action[k] for tr in trs]) for k in akeys})
         names = list(skeys) + [f"a:{k}" for k in akeys]
         current = np.array([[tr.state[t] for t in targets] for tr in trs])
-        k = max((p.k for p in batched), default=0)
+        k = max((wanted(p) for p in batched), default=0)
         batch = retrieve_batch(retriever, schema, columns, names, list(targets),
                                current, k) if batched else None
         for p in cheap:

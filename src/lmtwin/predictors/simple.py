@@ -38,6 +38,11 @@ class Batch:
         return Batch(self.names, self.targets, self.inputs, self.current,
                      self.ex_inputs[:, :k], self.ex_deltas[:, :k], self.complete)
 
+    def rows(self, idx: np.ndarray) -> Batch:
+        """Only the queries ``idx``."""
+        return Batch(self.names, self.targets, self.inputs[idx], self.current[idx],
+                     self.ex_inputs[idx], self.ex_deltas[idx], self.complete)
+
     def usable(self) -> np.ndarray:
         """(n, k): examples with every input and every target's change."""
         if self.complete:
@@ -106,11 +111,13 @@ class LocalRidge:
     inputs where its change is not (on the cancer task's validation streams, 25x
     smaller error; see CHANGELOG).
 
-    It does not answer (``NotReady`` / ``ok`` False) a query off the value all its
-    examples share along an input: the fit has no slope there (a drug level of 5.31 where
-    all 16 nearest examples had 5.0 gave errors of 9 on a tumour's step), and the
-    combination then rests on the predictors that can answer. A slope the examples do
-    identify is extrapolated: a linear system's is right far outside them.
+    A query off the value all its k nearest examples share along an input has no slope
+    to go by there (a drug level of 5.31 where all 16 nearest examples had 5.0 gave
+    errors of 9 on a tumour's step): it is refitted on its 2k, then 4k nearest (up to
+    ``reach``, 4k capped at 256, and what was retrieved), and if those share the value
+    too it is not answered (``NotReady`` / ``ok`` False): the combination then rests on
+    the predictors that can answer. A slope the examples do identify is extrapolated: a
+    linear system's is right far outside them.
 
     Args:
         k: retrieved examples to fit on.
@@ -125,6 +132,11 @@ class LocalRidge:
         self.alpha = alpha
         self.min_examples = min_examples
 
+    @property
+    def reach(self) -> int:
+        """Examples it may look at: 4k, capped at 256 (never below k)."""
+        return max(self.k, min(4 * self.k, 256))
+
     def predict(self, query: Query, examples: Sequence[Transition]) -> Forecast:
         names = features(query)
         q = design(names, query.state, query.action)
@@ -134,7 +146,7 @@ class LocalRidge:
         if any(t not in query.state for t in targets):
             raise NotReady("numeric predictor needs the current value of every target")
         rows, deltas = [], []
-        for ex in examples:
+        for ex in reversed(examples):  # given nearest last; a Batch holds nearest first
             row = design(names, ex.state, ex.action)
             d = [ex.delta(t) for t in targets]
             rows.append([math.nan] * len(names) if row is None else row)
@@ -147,11 +159,11 @@ class LocalRidge:
                       np.asarray([[query.state[t] for t in targets]], dtype=float),
                       np.asarray(rows, dtype=float).reshape(1, n_ex, len(names)),
                       np.asarray(deltas, dtype=float).reshape(1, n_ex, len(targets)))
-        usable = int(batch.usable().sum())
+        usable = int(batch.nearest(self.k).usable().sum())
         if usable < self.min_examples:
             raise NotReady(
                 f"numeric predictor has {usable} usable examples, needs {self.min_examples}")
-        mean, ok, fits = self._fit(batch)
+        mean, ok, fits = self._widening(batch)
         if not ok[0]:
             raise NotReady("a non-finite forecast" if fits[0] else
                            "the query lies outside its examples along an input (they all "
@@ -162,8 +174,19 @@ class LocalRidge:
         """``predict`` for every query of ``batch`` at once (the same fit on the same
         examples, solved as one stack of small systems). Returns point forecasts (n, T)
         and which queries were answered (n,)."""
-        mean, ok, _ = self._fit(batch.nearest(self.k))
+        mean, ok, _ = self._widening(batch.nearest(self.reach))
         return mean, ok
+
+    def _widening(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``_fit`` on the k nearest; queries off an input's shared value refitted on
+        twice as many, up to all of ``batch``'s examples."""
+        mean, ok, fits = self._fit(batch.nearest(self.k))
+        k, most = self.k, batch.ex_inputs.shape[1]
+        while k < most and not fits.all():
+            redo = np.flatnonzero(~fits)
+            k = min(2 * k, most)
+            mean[redo], ok[redo], fits[redo] = self._fit(batch.rows(redo).nearest(k))
+        return mean, ok, fits
 
     def _fit(self, b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Forecasts (n, T), which queries were answered (n,), and which had enough
@@ -213,7 +236,8 @@ class LocalRidge:
         cur = np.stack([X[:, j] if j >= 0 else np.zeros_like(X[:, 0]) for j in idx], axis=1)
         positive = (cur > 0) if every else ((cur > 0) | ~use[:, None, :])
         positive = positive.all(axis=2) & (b.current > 0)
-        R = Y / cur if positive.all() else np.where(
+        # (masked examples hold zeros: divided only when every example is usable)
+        R = Y / cur if every and positive.all() else np.where(
             cur > 0, Y / np.where(cur > 0, cur, 1.0), 0.0)
         YY = np.concatenate([Y, R], axis=1)  # (n, 2T, k)
         # the weighted normal equations of a = [1, z], z = d / sd: built from D, then scaled
