@@ -194,3 +194,44 @@ def test_a_cold_start_residual_does_not_widen_the_intervals_a_hundredfold():
             width.append((p.upper[n] - p.lower[n]) / sd[j])
             inside.append(p.lower[n] <= x[t + 1, j] <= p.upper[n])
     assert np.mean(width) < 5.0 and np.mean(inside) >= 0.8, (np.mean(width), np.mean(inside))
+
+
+def test_update_many_equals_one_row_at_a_time() -> None:
+    """The batched update (the bench's whole step at once) leaves the same record as
+    ``update`` row by row: the first 20 changes averaged, then discounted; rows a
+    predictor skipped, a row nobody answered; a non-finite forecast (the capped loss)
+    and non-finite changes."""
+    rng = np.random.default_rng(0)
+    n, targets = 70, ["v", "c"]
+    actual = rng.normal(size=(n, 2)) * [100.0, 1.0]
+    current = actual + rng.normal(size=(n, 2))
+    current[5, 1] = current[40, 0] = np.nan  # changes that are not finite
+    fc = {"persistence": current.copy(), "numeric": actual + 0.1 * rng.normal(size=(n, 2)),
+          "llm": actual + rng.normal(size=(n, 2))}
+    fc["numeric"][7, 0] = np.inf
+    answered = {"persistence": np.ones(n, dtype=bool), "numeric": rng.random(n) > 0.2,
+                "llm": rng.random(n) > 0.7}
+    for a in answered.values():
+        a[50] = False  # a row nobody answered
+    one, many = Hedge(), Hedge()
+    for h in (one, many):  # a record to start from
+        h.update({"v": 1.0, "c": 0.5}, {"v": 0.9, "c": 0.4},
+                 {"persistence": {"v": 0.9, "c": 0.4}, "numeric": {"v": 1.1, "c": 0.5}})
+    for i in range(n):
+        one.update(dict(zip(targets, actual[i], strict=True)),
+                   dict(zip(targets, current[i], strict=True)),
+                   {m: dict(zip(targets, f[i], strict=True)) for m, f in fc.items()
+                    if answered[m][i]})
+    many.update_many(actual[:30], current[:30], {m: f[:30] for m, f in fc.items()},
+                     {m: a[:30] for m, a in answered.items()}, targets)
+    many.update_many(actual[30:], current[30:], {m: f[30:] for m, f in fc.items()},
+                     {m: a[30:] for m, a in answered.items()}, targets)
+    assert one.n_updates_ == many.n_updates_ and one._seen == many._seen
+    for t in targets:
+        assert many.step(t) == pytest.approx(one.step(t), rel=1e-9)
+    for key, value in one._pair.items():
+        assert many._pair[key] == pytest.approx(value, rel=1e-9)
+    for name, value in one.loss_.items():
+        assert many.loss_[name] == pytest.approx(value, rel=1e-9)
+    names = list(fc)
+    assert many.weights(names) == pytest.approx(one.weights(names), rel=1e-9)

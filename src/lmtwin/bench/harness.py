@@ -348,11 +348,10 @@ class TwinMethod:
         lead = self._last["lead"]
         states = self.task.states
         hedge, cal = self.twin.hedge, self.twin.calibrator
+        # the step's rows in order, as Hedge.update one at a time would score them
+        hedge.update_many(actual, prev, {m: f for m, (f, _) in fc.items()},
+                          {m: o for m, (_, o) in fc.items()}, list(states))
         for i in range(len(actual)):
-            act = dict(zip(states, actual[i].tolist(), strict=True))
-            cur = dict(zip(states, prev[i].tolist(), strict=True))
-            hedge.update(act, cur, {m: dict(zip(states, f[i].tolist(), strict=True))
-                                    for m, (f, o) in fc.items() if o[i]})
             for j, s in enumerate(states):
                 cal.add(s, float(actual[i, j]), float(mean[i, j]), float(sigma[i, j]),
                         str(lead[i]))

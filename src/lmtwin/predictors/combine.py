@@ -51,6 +51,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.signal import lfilter
 
 from lmtwin.predictors.base import Forecast
 from lmtwin.types import Prediction, Query, Transition
@@ -173,6 +174,88 @@ class Hedge:
                 1 - self.discount) * loss
             self.n_updates_[name] = self.n_updates_.get(name, 0) + 1
         return losses
+
+    def update_many(self, actual: np.ndarray, current: np.ndarray,
+                    forecasts: Mapping[str, np.ndarray], answered: Mapping[str, np.ndarray],
+                    targets: Sequence[str]) -> None:
+        """``update`` for many rows at once, in order, with the same result: ``actual``
+        and ``current`` (n, T) over ``targets``; ``forecasts[name]`` (n, T) and
+        ``answered[name]`` (n,), the rows where that predictor forecast every target.
+
+        The per-row arithmetic is vectorised; what carries from row to row (each
+        target's typical step, the discounted pair sums and records) is a first-order
+        recurrence, applied in closed form (a step's first 20 changes, averaged rather
+        than discounted, go row by row)."""
+        names = [n for n in forecasts if np.asarray(answered[n]).any()]
+        n_rows = len(actual)
+        if not names or not n_rows:
+            return
+        actual = np.asarray(actual, dtype=float)
+        current = np.asarray(current, dtype=float)
+        step = np.empty((n_rows, len(targets)))
+        for j, t in enumerate(targets):
+            step[:, j] = self._steps(t, np.abs(actual[:, j] - current[:, j]))
+        s = step + 1e-12 * (1.0 + np.minimum(np.abs(actual), 1e150))
+        ok = np.stack([np.asarray(answered[n], dtype=bool) for n in names])  # (P, n)
+        with np.errstate(invalid="ignore", over="ignore"):
+            ratio = np.abs(np.stack([np.asarray(forecasts[n], dtype=float)
+                                     for n in names]) - actual) / s  # (P, n, T)
+            err = np.where(ratio < math.sqrt(self.cap), ratio * ratio, self.cap)
+        mid = np.ones(err.shape[1:])
+        some = ok.any(axis=0)  # rows nobody answered change only the typical steps
+        mid[some] = np.nanmedian(np.where(ok[:, some, None], err[:, some], np.nan), axis=0)
+        mid += 1e-12
+        rel = (err / mid).mean(axis=2)  # (P, n): each row's relative loss
+        d = self.discount
+        for a, n in enumerate(names):
+            rows = np.flatnonzero(ok[a])
+            vals = rel[a, rows]
+            old = self.loss_.get(n)
+            if old is None:  # the first scored row sets the record
+                old, vals = vals[0], vals[1:]
+            self.loss_[n] = _discounted(old, (1 - d) * vals, d)
+            self.n_updates_[n] = self.n_updates_.get(n, 0) + len(rows)
+            for b, m in enumerate(names):
+                if m != n:
+                    both = ok[a] & ok[b]
+                    self._pair[(n, m)] = _discounted(self._pair.get((n, m), 0.0),
+                                                     rel[a, both], d)
+
+    def _steps(self, target: str, change: np.ndarray) -> np.ndarray:
+        """The typical step used at each row, after that row's change (as ``update``)."""
+        out = np.empty(len(change))
+        value, seen = self._step.get(target, 0.0), self._seen.get(target, 0)
+        finite = np.isfinite(change)
+        i = 0
+        while i < len(change) and (seen < 20 or not finite[i]):  # averaged, row by row
+            if finite[i]:
+                seen += 1
+                rate = max(0.05, 1.0 / seen)
+                value = (1 - rate) * value + rate * change[i]
+            out[i] = value
+            i += 1
+        if i < len(change):  # discounted at 0.05 a finite change from here on
+            rest = change[i:]
+            keep = np.isfinite(rest)
+            got = lfilter([0.05], [1.0, -0.95], rest[keep], zi=[0.95 * value])[0]
+            filled = np.full(len(rest), np.nan)
+            filled[keep] = got
+            # a non-finite change leaves the step as it was
+            idx = np.where(keep, np.arange(len(rest)), -1)
+            np.maximum.accumulate(idx, out=idx)
+            out[i:] = np.where(idx >= 0, filled[np.maximum(idx, 0)], value)
+            seen += int(keep.sum())
+            value = float(out[-1])
+        self._step[target], self._seen[target] = value, seen
+        return out
+
+
+def _discounted(start: float, values: np.ndarray, d: float) -> float:
+    """``x <- d * x + v`` over ``values`` in order, from ``start``."""
+    k = len(values)
+    if not k:
+        return float(start)
+    return float(d**k * start + (values * d ** np.arange(k - 1, -1, -1)).sum())
 
 
 def change_scale(change: np.ndarray, forecasts: np.ndarray, answered: np.ndarray,
