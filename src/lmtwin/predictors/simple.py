@@ -114,10 +114,12 @@ class LocalRidge:
     A query off the value all its k nearest examples share along an input has no slope
     to go by there (a drug level of 5.31 where all 16 nearest examples had 5.0 gave
     errors of 9 on a tumour's step): it is refitted on its 2k, then 4k nearest (up to
-    ``reach``, 4k capped at 128, and what was retrieved), and if those share the value
-    too it is not answered (``NotReady`` / ``ok`` False): the combination then rests on
-    the predictors that can answer. A slope the examples do identify is extrapolated: a
-    linear system's is right far outside them.
+    ``reach``, 4k capped at 128, and what was retrieved); if those share the value too,
+    the widest fit answers, with no slope along that input. (Declining there instead
+    left a twin of persistence and this learner with persistence on every dose plan
+    off the doses in its data, and its model-predictive control lost to the protocol.)
+    A slope the examples do identify is extrapolated: a linear system's is right far
+    outside them.
 
     Args:
         k: retrieved examples to fit on.
@@ -164,35 +166,31 @@ class LocalRidge:
         if usable < self.min_examples:
             raise NotReady(
                 f"numeric predictor has {usable} usable examples, needs {self.min_examples}")
-        mean, ok, fits = self._widening(batch)
+        mean, ok = self._widening(batch)
         if not ok[0]:
-            raise NotReady("a non-finite forecast" if fits[0] else
-                           "the query lies outside its examples along an input (they all "
-                           "share one value there)")
+            raise NotReady("a non-finite forecast")
         return Forecast(mean, {"n_examples": usable})
 
     def predict_batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """``predict`` for every query of ``batch`` at once (the same fit on the same
         examples, solved as one stack of small systems). Returns point forecasts (n, T)
         and which queries were answered (n,)."""
-        mean, ok, _ = self._widening(batch.nearest(self.reach))
-        return mean, ok
+        return self._widening(batch.nearest(self.reach))
 
-    def _widening(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _widening(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """``_fit`` on the k nearest; queries off an input's shared value refitted on
         twice as many, up to all of ``batch``'s examples."""
-        mean, ok, fits = self._fit(batch.nearest(self.k))
+        mean, ok, spans = self._fit(batch.nearest(self.k))
         k, most = self.k, batch.ex_inputs.shape[1]
-        while k < most and not fits.all():
-            redo = np.flatnonzero(~fits)
+        while k < most and not spans.all():
+            redo = np.flatnonzero(~spans)
             k = min(2 * k, most)
-            mean[redo], ok[redo], fits[redo] = self._fit(batch.rows(redo).nearest(k))
-        return mean, ok, fits
+            mean[redo], ok[redo], spans[redo] = self._fit(batch.rows(redo).nearest(k))
+        return mean, ok
 
     def _fit(self, b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Forecasts (n, T), which queries were answered (n,), and which had enough
-        examples on every input's span (n,: not answered then means a non-finite
-        forecast)."""
+        """Forecasts (n, T), which queries were answered (n,), and which lie on every
+        input's span of their examples (n,)."""
         n = len(b.current)
         use = b.usable()
         count = use.sum(axis=1)
@@ -270,8 +268,8 @@ class LocalRidge:
         loo_rel = ((resid[:, T:] * cur) ** 2) @ wv
         relative = positive & (loo_rel[:, :, 0] < loo[:, :, 0])
         delta = np.where(relative, pred[:, T:] * b.current, pred[:, :T])
-        ok = enough & ~far & np.isfinite(delta).all(axis=1)
-        return b.current + np.where(ok[:, None], delta, 0.0), ok, enough & ~far
+        ok = enough & np.isfinite(delta).all(axis=1)
+        return b.current + np.where(ok[:, None], delta, 0.0), ok, ~far
 
 
 class NearestNeighbours:
