@@ -105,3 +105,15 @@ def test_a_query_off_its_nearest_shared_value_is_refitted_on_more() -> None:
     mean, ok = p.predict_batch(batch)
     assert ok[0]
     np.testing.assert_allclose(mean[0], got, rtol=1e-9)
+
+
+def test_bad_queries_get_not_ready_with_the_reason() -> None:
+    """A query missing a target's current value, or no examples at all: a typed
+    NotReady saying what is missing, never a guess."""
+    from lmtwin.errors import NotReady
+
+    p = LocalRidge()
+    with pytest.raises(NotReady, match="current value"):
+        p.predict(Query({"x": 1.0}, {}, ["x", "w"]), [])
+    with pytest.raises(NotReady, match="no examples"):
+        p.predict(_query(1.0, 1.0, 1.0), [])

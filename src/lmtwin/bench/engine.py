@@ -33,6 +33,7 @@ from lmtwin.predictors import (
     Predictor,
     Query,
 )
+from lmtwin.predictors.base import wanted
 from lmtwin.retrieval import Retriever
 from lmtwin.schema import Schema, Variable
 from lmtwin.systems.cancer import CANCER_VARIABLES, simulate_patients
@@ -277,9 +278,9 @@ def bench_retrieval(
             rows = p.rows("cancer-chemo")
             for row, nxt in itertools.pairwise(rows):
                 q = Query({"v": row["v"], "c": row["c"]}, {"ca": row["ca"]}, ["v", "c"], schema)
-                ex = r.search(q.state, q.action, schema, k=ridge.k)
+                ex = r.search(q.state, q.action, schema, k=wanted(ridge))
                 for name, pred in (("llm", llm), ("numeric", ridge), ("knn", knn)):
-                    m = pred.predict(q, ex[-pred.k :]).mean
+                    m = pred.predict(q, ex[-wanted(pred) :]).mean
                     errs[name].append(float(np.mean((m - [nxt["v"], nxt["c"]]) ** 2)))
         out[label] = {n: float(np.mean(e)) for n, e in errs.items()}
         # the LM's errors are heavy-tailed (a few blunders dominate a mean): medians too

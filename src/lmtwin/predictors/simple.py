@@ -155,9 +155,8 @@ class LocalRidge:
             rows.append([math.nan] * len(names) if row is None else row)
             deltas.append([math.nan if v is None else v for v in d])
         n_ex = len(rows)
-        if n_ex < max(self.min_examples, 1):
-            raise NotReady(
-                f"numeric predictor has {n_ex} usable examples, needs {self.min_examples}")
+        if not n_ex:
+            raise NotReady(f"numeric predictor has no examples, needs {self.min_examples}")
         batch = Batch(names, targets, np.asarray([q], dtype=float),
                       np.asarray([[query.state[t] for t in targets]], dtype=float),
                       np.asarray(rows, dtype=float).reshape(1, n_ex, len(names)),
