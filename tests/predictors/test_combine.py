@@ -97,6 +97,25 @@ def test_a_target_predicted_exactly_is_not_drowned_by_one_where_everyone_errs():
     assert h.weights(["persistence", "numeric", "llm"])["numeric"] > 0.8
 
 
+def test_exact_ties_at_zero_give_no_yardstick():
+    """The demo (seed 1): c stays at zero, which persistence and the model keep exactly,
+    while the numeric learner is off by 6e-05; on v, moving, the numeric learner is 10x
+    better than the model. Relative to a zero median that one step gave it a loss of
+    1e+09 and the model kept the weight for a hundred steps; measured against the errors
+    that are not zero, the numeric learner leads at once."""
+    h = Hedge()
+    for i in range(30):
+        cur = {"c": 0.0, "v": 100.0 + 5 * i}
+        act = {"c": 0.0, "v": cur["v"] + 5.0}
+        h.update(act, cur, {
+            "persistence": dict(cur),
+            "numeric": {"c": 6e-05 if i == 10 else 0.0, "v": act["v"] + 0.1},
+            "llm": {"c": 0.0, "v": act["v"] + 1.0}})
+        if i == 12:
+            assert h.weights(["persistence", "numeric", "llm"])["numeric"] > 0.9
+    assert h.weights(["persistence", "numeric", "llm"])["numeric"] > 0.99
+
+
 def test_a_learner_that_wins_once_the_system_settles_gets_the_weight():
     """A system settling geometrically (x = 0.8^t): for 40 steps the learner's error is
     twice the change persistence misses, then, the errors a thousand times smaller, a
@@ -209,6 +228,9 @@ def test_update_many_equals_one_row_at_a_time() -> None:
     fc = {"persistence": current.copy(), "numeric": actual + 0.1 * rng.normal(size=(n, 2)),
           "llm": actual + rng.normal(size=(n, 2))}
     fc["numeric"][7, 0] = np.inf
+    # exact ties at zero: c does not move and persistence and the model keep it
+    actual[60:64, 1] = current[60:64, 1] = fc["llm"][60:64, 1] = 0.0
+    fc["persistence"][60:64, 1] = 0.0
     answered = {"persistence": np.ones(n, dtype=bool), "numeric": rng.random(n) > 0.2,
                 "llm": rng.random(n) > 0.7}
     for a in answered.values():
