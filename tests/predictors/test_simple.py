@@ -82,17 +82,19 @@ def test_off_the_value_every_example_shares_the_widest_fit_answers() -> None:
 
 
 def test_a_query_off_its_nearest_shared_value_is_refitted_on_more() -> None:
-    """The 16 nearest examples all had y = 2 (nearest last, as the twin passes them);
-    farther ones vary y: the fit widens to 32 and answers, in both paths alike."""
+    """The 100 nearest examples all had y = 2 (nearest last, as the twin passes them);
+    farther ones vary y: the fit widens to 128 (past 4k = 64: a tumour with a residual
+    drug level whose 64 nearest had none, chemo validation seed 0) and answers, in both
+    paths alike."""
     rng = np.random.default_rng(3)
     data = []
-    for i in range(64):
+    for i in range(160):
         x, u = rng.uniform(100, 900), rng.uniform(0, 3)
-        y = 2.0 if i >= 48 else rng.uniform(0, 4)
+        y = 2.0 if i >= 60 else rng.uniform(0, 4)
         data.append(Transition("e", float(i), {"x": x, "y": y}, {"u": u},
                                {"x": x * (1.3 - 0.1 * u - 0.05 * y), "y": y + 0.5 * u}))
     p = LocalRidge(k=16)
-    assert p.reach == 64
+    assert p.reach == 128
     q = _query(500.0, 2.3, 1.0)
     got = p.predict(q, data).mean
     np.testing.assert_allclose(got, [500.0 * (1.3 - 0.1 - 0.115), 2.3 + 0.5], rtol=1e-3)

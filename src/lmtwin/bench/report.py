@@ -541,7 +541,7 @@ def markdown(results: dict[str, Any]) -> str:
         "library's default pool without the language model (Hedge weights): persistence, "
         "the numeric in-context learner (`lmtwin-numeric`: a locally weighted ridge on the "
         "k retrieved rows of each target's change or relative change, whichever has the "
-        "smaller leave-one-out error, refitted on up to 4k rows where its k nearest share "
+        "smaller leave-one-out error, refitted on up to 128 rows where its k nearest share "
         "a value the query is off), a ridge with its penalty chosen by leave-one-out error on the "
         "64 nearest rows (`lmtwin-ridge`) and the mean change of the 5 nearest rows "
         "(`lmtwin-knn`); the members' own columns are shown beside it. "

@@ -113,8 +113,8 @@ class LocalRidge:
 
     A query off the value all its k nearest examples share along an input has no slope
     to go by there (a drug level of 5.31 where all 16 nearest examples had 5.0 gave
-    errors of 9 on a tumour's step): it is refitted on its 2k, then 4k nearest (up to
-    ``reach``, 4k capped at 128, and what was retrieved); if those share the value too,
+    errors of 9 on a tumour's step): it is refitted on its 2k, 4k, ... nearest (up to
+    ``reach``, 128, and what was retrieved); if those share the value too,
     the widest fit answers, with no slope along that input. (Declining there instead
     left a twin of persistence and this learner with persistence on every dose plan
     off the doses in its data, and its model-predictive control lost to the protocol.)
@@ -136,9 +136,14 @@ class LocalRidge:
 
     @property
     def reach(self) -> int:
-        """Examples it may look at: 4k, capped at 128 (never below k): every query
-        retrieves them, and 256 for the default k = 64 halved the rollouts' speed."""
-        return max(self.k, min(4 * self.k, 128))
+        """Examples it may look at: 128 (never below k). Every query retrieves them, and
+        256 for the default k = 64 halved the rollouts' speed. It was 4k: with k = 16 a
+        tumour carrying a residual drug level of 0.21, whose 64 nearest examples all
+        had none, was predicted without the drug's effect (an error of 4 where the
+        tumour's step is 26); its 93rd nearest has some, and at 128 the error is 0.003.
+        Those few steps were 96-99% of the numeric learner's error on cancer and
+        cancer-chemo (validation seeds 0-1)."""
+        return max(self.k, 128)
 
     def predict(self, query: Query, examples: Sequence[Transition]) -> Forecast:
         names = features(query)
