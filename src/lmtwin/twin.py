@@ -32,7 +32,7 @@ from lmtwin.predictors import (
     Predictor,
     Query,
 )
-from lmtwin.predictors.base import Forecast, wanted
+from lmtwin.predictors.base import Examples, Forecast, wanted
 from lmtwin.predictors.batch import forecast_transitions
 from lmtwin.predictors.combine import combine
 from lmtwin.predictors.ridge_cv import RidgeCV
@@ -514,18 +514,17 @@ class Twin:
     ) -> tuple[dict[str, Forecast], dict[str, str], list[Transition]]:
         """Retrieve once for the predictor wanting most examples; ask each predictor."""
         most = max((wanted(p) for p in chosen), default=0)
-        examples = (
+        examples = Examples(
             self.retriever.search(query.state, query.action, self.schema, k=most)
-            if most
-            else []
-        )
+            if most else [],
+            lambda k: self.retriever.search(query.state, query.action, self.schema, k=k))
         forecasts: dict[str, Forecast] = {}
         skipped: dict[str, str] = {}
         for p in chosen:
             try:
                 # examples are nearest last: each predictor gets the nearest it wants
                 n = wanted(p)
-                forecast = p.predict(query, examples[max(0, len(examples) - n) :] if n else [])
+                forecast = p.predict(query, examples.last(n))
             except (NotReady, BackendError) as exc:
                 # reported in provenance: a clear fallback, never a silent guess
                 skipped[p.name] = f"{type(exc).__name__}: {exc}"

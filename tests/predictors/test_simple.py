@@ -119,3 +119,45 @@ def test_bad_queries_get_not_ready_with_the_reason() -> None:
         p.predict(Query({"x": 1.0}, {}, ["x", "w"]), [])
     with pytest.raises(NotReady, match="no examples"):
         p.predict(_query(1.0, 1.0, 1.0), [])
+
+
+def test_a_query_off_a_value_its_reach_shares_fetches_more_in_every_path() -> None:
+    """Past ``reach``: 600 stored transitions near the query all have y = 2, 150 farther
+    ones vary y (an online cancer twin: its new rows pushed the few tumours with a
+    residual drug level past the 128 nearest). The learner fetches up to ``far`` and
+    predicts y's effect; the twin's single prediction and the batched retrieval path
+    (rollouts, bulk scoring, the bench) agree; without fetching, the effect is lost."""
+    from lmtwin.predictors.batch import retrieve_batch
+
+    rng = np.random.default_rng(5)
+
+    def step(x: float, y: float, u: float) -> dict[str, float]:
+        return {"x": x * (1.3 - 0.1 * u - 0.05 * y), "y": y + 0.5 * u}
+
+    obs = []
+    for i in range(750):
+        near = i < 600
+        x = rng.uniform(495, 505) if near else rng.uniform(100, 900)
+        y = 2.0 if near else rng.uniform(0, 4)
+        u = rng.uniform(0.9, 1.1) if near else rng.uniform(0, 3)
+        obs += [Observation(f"e{i}", 0.0, {"x": x, "y": y, "u": u}),
+                Observation(f"e{i}", 1.0, step(x, y, u))]
+    twin = Twin("t", variables=[Variable("x", lower=0), Variable("y", lower=0),
+                                Variable("u", "action", lower=0)],
+                predictors=[Persistence(), LocalRidge(k=16)])
+    twin.observe_many(obs)
+    truth = step(500.0, 2.3, 1.0)
+    single = twin.predict({"x": 500.0, "y": 2.3}, {"u": 1.0}).by_predictor["numeric"]
+    assert single["x"] == pytest.approx(truth["x"], abs=0.1)  # y's effect: 7.5
+    cols = {"s:x": np.array([500.0]), "s:y": np.array([2.3]), "a:u": np.array([1.0])}
+    p = twin.predictors[1]
+    batch = retrieve_batch(twin.retriever, twin.schema, cols, ["x", "y", "a:u"], ["x", "y"],
+                           np.array([[500.0, 2.3]]), p.reach)
+    assert (batch.ex_inputs[0, :, 1] == 2.0).all()  # its reach shares y = 2
+    mean, ok = p.predict_batch(batch)
+    assert ok[0]
+    np.testing.assert_allclose(mean[0], [single["x"], single["y"]], rtol=1e-9)
+    import dataclasses
+
+    alone, _ = p.predict_batch(dataclasses.replace(batch, more=None))
+    assert abs(alone[0, 0] - truth["x"]) > 1.0  # 0.05 * 0.3 * 500 = 7.5 missed

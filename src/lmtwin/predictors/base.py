@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -40,6 +40,21 @@ class Predictor(Protocol):
     k: int
 
     def predict(self, query: Query, examples: Sequence[Transition]) -> Forecast: ...
+
+
+class Examples(list[Transition]):
+    """Retrieved transitions, nearest last, that can fetch more of the same query's:
+    ``wider(k)`` returns its k nearest (the twin passes these; a predictor that widens
+    its fit past what it was given asks, ``LocalRidge``)."""
+
+    def __init__(self, items: Sequence[Transition],
+                 wider: Callable[[int], Sequence[Transition]] | None = None) -> None:
+        super().__init__(items)
+        self.wider = wider
+
+    def last(self, n: int) -> Examples:
+        """The n nearest, still able to fetch more."""
+        return Examples(self[max(0, len(self) - n):] if n else [], self.wider)
 
 
 def wanted(predictor: Any) -> int:

@@ -43,8 +43,14 @@ def retrieve_batch(retriever: Retriever, schema: Schema, columns: Mapping[str, n
         got[:, ids < 0] = np.nan
     view = got.transpose(1, 2, 0)
     f = len(names)
+
+    def more(rows: np.ndarray, wide: int) -> Batch:
+        return retrieve_batch(retriever, schema, {c: np.asarray(v)[rows]
+                                                  for c, v in columns.items()},
+                              names, targets, current[rows], wide)
+
     return Batch(names, targets, inputs, current, view[:, :, :f], view[:, :, f:],
-                 complete=finite and not padded)
+                 complete=finite and not padded, more=more)
 
 
 def forecast_transitions(predictors: Sequence[Predictor], retriever: Retriever, schema: Schema,

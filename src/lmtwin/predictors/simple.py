@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,16 +33,21 @@ class Batch:
     ex_inputs: np.ndarray
     ex_deltas: np.ndarray
     complete: bool = False
+    # more(rows, k): the same queries ``rows`` with their k nearest examples, retrieved
+    # again (None: what is here is all there is)
+    more: Callable[[np.ndarray, int], Batch] | None = field(default=None, compare=False)
 
     def nearest(self, k: int) -> Batch:
         """The same queries with only their ``k`` nearest examples."""
         return Batch(self.names, self.targets, self.inputs, self.current,
-                     self.ex_inputs[:, :k], self.ex_deltas[:, :k], self.complete)
+                     self.ex_inputs[:, :k], self.ex_deltas[:, :k], self.complete, self.more)
 
     def rows(self, idx: np.ndarray) -> Batch:
         """Only the queries ``idx``."""
+        more = self.more
         return Batch(self.names, self.targets, self.inputs[idx], self.current[idx],
-                     self.ex_inputs[idx], self.ex_deltas[idx], self.complete)
+                     self.ex_inputs[idx], self.ex_deltas[idx], self.complete,
+                     None if more is None else lambda r, k: more(idx[r], k))
 
     def usable(self) -> np.ndarray:
         """(n, k): examples with every input and every target's change."""
@@ -114,7 +120,8 @@ class LocalRidge:
     A query off the value all its k nearest examples share along an input has no slope
     to go by there (a drug level of 5.31 where all 16 nearest examples had 5.0 gave
     errors of 9 on a tumour's step): it is refitted on its 2k, 4k, ... nearest (up to
-    ``reach``, 128, and what was retrieved); if those share the value too,
+    ``reach``, 128, and what was retrieved), then, where its examples can fetch more
+    (the twin's retrieval), on up to ``far``, 1024; if those share the value too,
     the widest fit answers, with no slope along that input. (Declining there instead
     left a twin of persistence and this learner with persistence on every dose plan
     off the doses in its data, and its model-predictive control lost to the protocol.)
@@ -128,6 +135,10 @@ class LocalRidge:
     """
 
     name = "numeric"
+    # examples it fetches where even its ``reach`` nearest share a value the query is off:
+    # an online twin's new rows pushed the few tumours with a residual drug level past
+    # the 128 nearest of such a query
+    far = 1024
 
     def __init__(self, k: int = 64, alpha: float = 1e-3, min_examples: int = 3) -> None:
         self.k = k
@@ -153,19 +164,9 @@ class LocalRidge:
         targets = list(query.targets)
         if any(t not in query.state for t in targets):
             raise NotReady("numeric predictor needs the current value of every target")
-        rows, deltas = [], []
-        for ex in reversed(examples):  # given nearest last; a Batch holds nearest first
-            row = design(names, ex.state, ex.action)
-            d = [ex.delta(t) for t in targets]
-            rows.append([math.nan] * len(names) if row is None else row)
-            deltas.append([math.nan if v is None else v for v in d])
-        n_ex = len(rows)
-        if not n_ex:
+        if not examples:
             raise NotReady(f"numeric predictor has no examples, needs {self.min_examples}")
-        batch = Batch(names, targets, np.asarray([q], dtype=float),
-                      np.asarray([[query.state[t] for t in targets]], dtype=float),
-                      np.asarray(rows, dtype=float).reshape(1, n_ex, len(names)),
-                      np.asarray(deltas, dtype=float).reshape(1, n_ex, len(targets)))
+        batch = self._batch(query, names, targets, examples)
         usable = int(batch.nearest(self.k).usable().sum())
         if usable < self.min_examples:
             raise NotReady(
@@ -175,6 +176,26 @@ class LocalRidge:
             raise NotReady("a non-finite forecast")
         return Forecast(mean, {"n_examples": usable})
 
+    def _batch(self, query: Query, names: list[str], targets: list[str],
+               examples: Sequence[Transition]) -> Batch:
+        """The one query and its ``examples`` (nearest last) as a Batch, able to fetch
+        more where ``examples`` can (``Examples.wider``)."""
+        rows, deltas = [], []
+        for ex in reversed(examples):  # given nearest last; a Batch holds nearest first
+            row = design(names, ex.state, ex.action)
+            d = [ex.delta(t) for t in targets]
+            rows.append([math.nan] * len(names) if row is None else row)
+            deltas.append([math.nan if v is None else v for v in d])
+        n_ex = len(rows)
+        q = design(names, query.state, query.action)
+        wider = getattr(examples, "wider", None)
+        return Batch(names, targets, np.asarray([q], dtype=float),
+                     np.asarray([[query.state[t] for t in targets]], dtype=float),
+                     np.asarray(rows, dtype=float).reshape(1, n_ex, len(names)),
+                     np.asarray(deltas, dtype=float).reshape(1, n_ex, len(targets)),
+                     more=None if wider is None else (
+                         lambda _, k: self._batch(query, names, targets, wider(k))))
+
     def predict_batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """``predict`` for every query of ``batch`` at once (the same fit on the same
         examples, solved as one stack of small systems). Returns point forecasts (n, T)
@@ -183,14 +204,25 @@ class LocalRidge:
 
     def _widening(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """``_fit`` on the k nearest; queries off an input's shared value refitted on
-        twice as many, up to all of ``batch``'s examples."""
-        mean, ok, spans = self._fit(batch.nearest(self.k))
-        k, most = self.k, batch.ex_inputs.shape[1]
-        while k < most and not spans.all():
+        twice as many, up to all of ``batch``'s examples, then up to ``far`` fetched
+        (``Batch.more``)."""
+        mean, ok, _ = self._widen(batch, self.k)
+        return mean, ok
+
+    def _widen(self, batch: Batch, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        mean, ok, spans = self._fit(batch.nearest(k))
+        most = batch.ex_inputs.shape[1]
+        while not spans.all():
             redo = np.flatnonzero(~spans)
+            if k >= most:  # all of them fitted: fetch more, once, if it can
+                if batch.more is not None and most < self.far:
+                    mean[redo], ok[redo], spans[redo] = self._widen(
+                        dataclasses.replace(batch.more(redo, self.far), more=None),
+                        min(2 * k, self.far))
+                break
             k = min(2 * k, most)
             mean[redo], ok[redo], spans[redo] = self._fit(batch.rows(redo).nearest(k))
-        return mean, ok
+        return mean, ok, spans
 
     def _fit(self, b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Forecasts (n, T), which queries were answered (n,), and which lie on every
@@ -303,6 +335,26 @@ class NearestNeighbours:
         near = np.argsort(dist)[: self.neighbours]
         base = np.array([query.state[t] for t in query.targets])
         return Forecast((base + Y[near].mean(axis=0))[None, :])
+
+    def _batch(self, query: Query, names: list[str], targets: list[str],
+               examples: Sequence[Transition]) -> Batch:
+        """The one query and its ``examples`` (nearest last) as a Batch, able to fetch
+        more where ``examples`` can (``Examples.wider``)."""
+        rows, deltas = [], []
+        for ex in reversed(examples):  # given nearest last; a Batch holds nearest first
+            row = design(names, ex.state, ex.action)
+            d = [ex.delta(t) for t in targets]
+            rows.append([math.nan] * len(names) if row is None else row)
+            deltas.append([math.nan if v is None else v for v in d])
+        n_ex = len(rows)
+        q = design(names, query.state, query.action)
+        wider = getattr(examples, "wider", None)
+        return Batch(names, targets, np.asarray([q], dtype=float),
+                     np.asarray([[query.state[t] for t in targets]], dtype=float),
+                     np.asarray(rows, dtype=float).reshape(1, n_ex, len(names)),
+                     np.asarray(deltas, dtype=float).reshape(1, n_ex, len(targets)),
+                     more=None if wider is None else (
+                         lambda _, k: self._batch(query, names, targets, wider(k))))
 
     def predict_batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """``predict`` for every query of ``batch`` at once."""
