@@ -121,7 +121,8 @@ class LocalRidge:
     to go by there (a drug level of 5.31 where all 16 nearest examples had 5.0 gave
     errors of 9 on a tumour's step): it is refitted on its 2k, 4k, ... nearest (up to
     ``reach``, 128, and what was retrieved), then, where its examples can fetch more
-    (the twin's retrieval), on up to ``far``, 1024; if those share the value too,
+    (the twin's retrieval), on up to ``far``, 1024, where the input is a state (a
+    residual drug level); if those share the value too,
     the widest fit answers, with no slope along that input. (Declining there instead
     left a twin of persistence and this learner with persistence on every dose plan
     off the doses in its data, and its model-predictive control lost to the protocol.)
@@ -210,23 +211,28 @@ class LocalRidge:
         return mean, ok
 
     def _widen(self, batch: Batch, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        mean, ok, spans = self._fit(batch.nearest(k))
+        mean, ok, off = self._fit(batch.nearest(k))
         most = batch.ex_inputs.shape[1]
-        while not spans.all():
-            redo = np.flatnonzero(~spans)
-            if k >= most:  # all of them fitted: fetch more, once, if it can
-                if batch.more is not None and most < self.far:
-                    mean[redo], ok[redo], spans[redo] = self._widen(
-                        dataclasses.replace(batch.more(redo, self.far), more=None),
+        state = np.array([not n.startswith("a:") for n in batch.names], dtype=bool)
+        while off.any():
+            redo = np.flatnonzero(off.any(axis=1))
+            if k >= most:  # all of them fitted: fetch more, once, if it can, where a
+                # state is off (an action off the values a policy used, a plan's dose
+                # between the protocol's, has nothing farther to find: fetching for
+                # every path-step made the closed loop 3x slower for the same result)
+                fetch = np.flatnonzero((off & state).any(axis=1))
+                if len(fetch) and batch.more is not None and most < self.far:
+                    mean[fetch], ok[fetch], off[fetch] = self._widen(
+                        dataclasses.replace(batch.more(fetch, self.far), more=None),
                         min(2 * k, self.far))
                 break
             k = min(2 * k, most)
-            mean[redo], ok[redo], spans[redo] = self._fit(batch.rows(redo).nearest(k))
-        return mean, ok, spans
+            mean[redo], ok[redo], off[redo] = self._fit(batch.rows(redo).nearest(k))
+        return mean, ok, off
 
     def _fit(self, b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Forecasts (n, T), which queries were answered (n,), and which lie on every
-        input's span of their examples (n,)."""
+        """Forecasts (n, T), which queries were answered (n,), and where a query is off
+        the value all its examples share along an input (n, F)."""
         n = len(b.current)
         use = b.usable()
         count = use.sum(axis=1)
@@ -252,7 +258,7 @@ class LocalRidge:
         dq = b.inputs - mu
         # off the value every example shares along an input: no slope to go by there
         tiny = 1e-9 * (np.abs(mu) + np.abs(b.inputs)) + 1e-300
-        far = ((sd <= tiny) & (np.abs(dq) > tiny)).any(axis=1)
+        off = (sd <= tiny) & (np.abs(dq) > tiny)  # (n, F)
         sd[sd == 0] = 1.0
         inv = 1.0 / sd
         iv = inv * inv
@@ -305,7 +311,7 @@ class LocalRidge:
         relative = positive & (loo_rel[:, :, 0] < loo[:, :, 0])
         delta = np.where(relative, pred[:, T:] * b.current, pred[:, :T])
         ok = enough & np.isfinite(delta).all(axis=1)
-        return b.current + np.where(ok[:, None], delta, 0.0), ok, ~far
+        return b.current + np.where(ok[:, None], delta, 0.0), ok, off
 
 
 class NearestNeighbours:
