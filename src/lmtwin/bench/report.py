@@ -321,7 +321,8 @@ SELECTION = (
     "committed with it was removed after this report's online plankton figure showed "
     "it (1.4 against 0.411 without): selection on plankton's test years, disclosed. "
     "Fetching up to 1024 examples where the reach of 128 still shares such a value "
-    "(dc8c184; 3834d9a: where a state is off, not an action) was found on the online twin's largest errors on cancer-chemo seed 0's "
+    "(dc8c184; 3834d9a: where a state is off, not an action) was found on the online "
+    "twin's largest errors on cancer-chemo seed 0's "
     "test split (not scored here), after this report's online cancer columns had shown "
     "online worse than frozen (cancer 0.0075 against 0.00044, cancer-chemo 0.045 "
     "against 0.018).")
