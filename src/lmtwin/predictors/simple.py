@@ -342,26 +342,6 @@ class NearestNeighbours:
         base = np.array([query.state[t] for t in query.targets])
         return Forecast((base + Y[near].mean(axis=0))[None, :])
 
-    def _batch(self, query: Query, names: list[str], targets: list[str],
-               examples: Sequence[Transition]) -> Batch:
-        """The one query and its ``examples`` (nearest last) as a Batch, able to fetch
-        more where ``examples`` can (``Examples.wider``)."""
-        rows, deltas = [], []
-        for ex in reversed(examples):  # given nearest last; a Batch holds nearest first
-            row = design(names, ex.state, ex.action)
-            d = [ex.delta(t) for t in targets]
-            rows.append([math.nan] * len(names) if row is None else row)
-            deltas.append([math.nan if v is None else v for v in d])
-        n_ex = len(rows)
-        q = design(names, query.state, query.action)
-        wider = getattr(examples, "wider", None)
-        return Batch(names, targets, np.asarray([q], dtype=float),
-                     np.asarray([[query.state[t] for t in targets]], dtype=float),
-                     np.asarray(rows, dtype=float).reshape(1, n_ex, len(names)),
-                     np.asarray(deltas, dtype=float).reshape(1, n_ex, len(targets)),
-                     more=None if wider is None else (
-                         lambda _, k: self._batch(query, names, targets, wider(k))))
-
     def predict_batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """``predict`` for every query of ``batch`` at once."""
         b = batch.nearest(self.k)
